@@ -1,0 +1,47 @@
+"""Dataset loaders: each turns a data folder into splits of `Sample`s for `extract`.
+
+A loader knows its modalities (name and kind, image or text), its task and label names, and
+yields samples whose raw inputs are cheap references (image paths, strings); decoding happens in
+the extraction workers, so a loader never holds a dataset's pixels in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message names the folder or file and what to do."""
+
+
+@dataclass(frozen=True)
+class Modality:
+    name: str
+    kind: str  # "image" | "text"
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    inputs: dict[str, Any]  # modality name -> image path or text
+    label: Any  # int class index (multiclass) or list of 0/1 (multilabel)
+
+
+@dataclass
+class DatasetSplits:
+    name: str
+    task: str  # "multiclass" | "multilabel"
+    label_names: list[str]
+    modalities: list[Modality]
+    splits: dict[str, list[Sample]]  # "train" | "val" | "test" -> samples, in a fixed order
+    skipped: list[dict] = field(default_factory=list)  # {id, split, reason}; split None if dropped before splitting
+
+
+def load_dataset(name: str, params) -> DatasetSplits:
+    """Load dataset `name` with its `data.<name>` params section."""
+    if name == "enrico":
+        from fli2moe.datasets.enrico import load_enrico
+
+        return load_enrico(params.data[name])
+    raise DataError(f"unknown dataset {name!r}")

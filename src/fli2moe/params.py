@@ -1,0 +1,159 @@
+"""Load and validate `params.yaml` before any stage does work.
+
+Every section is a frozen dataclass whose fields are exactly the keys `params.yaml` must hold:
+a missing key, an unknown key or an impossible value raises `ParamsError` naming the full key
+(`extract.batch_size`), so a typo never silently falls back to a default. The defaults live in
+`params.yaml` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KNOWN_DATASETS = ("enrico",)
+KNOWN_MODELS = ("fl_i2moe", "moe_plain", "dense")
+IMAGE_ENCODERS = ("efficientnet-lite0",)
+TEXT_ENCODERS = ("minilm",)
+
+
+class ParamsError(ValueError):
+    """An invalid params.yaml value; the message names the key."""
+
+
+def _positive_int(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ParamsError(f"{key} must be a positive integer, got {value!r}")
+
+
+def _non_negative_int(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParamsError(f"{key} must be a non-negative integer, got {value!r}")
+
+
+def _encoder(key: str, value: Any, known: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or not (value in known or (value.startswith("hf:") and len(value) > 3)):
+        raise ParamsError(f"{key} must be one of {', '.join(known)} or hf:<name-or-path>, got {value!r}")
+
+
+def _check_keys(cls, raw: Any, key: str) -> None:
+    """`raw` must be a mapping with exactly the fields of dataclass `cls` (`key` = "" at top level)."""
+    where = key or "params.yaml"
+    prefix = f"{key}." if key else ""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where} must be a mapping, got {raw!r}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamsError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(names)})")
+    missing = [n for n in names if n not in raw]
+    if missing:
+        raise ParamsError(f"missing key {prefix}{missing[0]} in params.yaml")
+
+
+def _build(cls, raw: Any, key: str):
+    """Instantiate dataclass `cls` from mapping `raw`, naming `key.field` in every error."""
+    _check_keys(cls, raw, key)
+    obj = cls(**raw)
+    obj.validate(key)
+    return obj
+
+
+@dataclass(frozen=True)
+class EnricoParams:
+    root: str
+    split: list
+    split_seed: int
+    max_per_split: int | None
+
+    def validate(self, key: str) -> None:
+        if not isinstance(self.root, str) or not self.root:
+            raise ParamsError(f"{key}.root must be a folder path, got {self.root!r}")
+        ok = (isinstance(self.split, list) and len(self.split) == 3
+              and all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in self.split)
+              and abs(sum(self.split) - 1.0) < 1e-6)
+        if not ok:
+            raise ParamsError(f"{key}.split must be three positive fractions summing to 1, got {self.split!r}")
+        _non_negative_int(f"{key}.split_seed", self.split_seed)
+        if self.max_per_split is not None:
+            _positive_int(f"{key}.max_per_split", self.max_per_split)
+
+
+DATASET_PARAMS = {"enrico": EnricoParams}
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    image_encoder: str
+    text_encoder: str
+    image_size: list
+    max_tokens: int
+    batch_size: int
+    num_workers: int
+
+    def validate(self, key: str) -> None:
+        _encoder(f"{key}.image_encoder", self.image_encoder, IMAGE_ENCODERS)
+        _encoder(f"{key}.text_encoder", self.text_encoder, TEXT_ENCODERS)
+        if not (isinstance(self.image_size, list) and len(self.image_size) == 2):
+            raise ParamsError(f"{key}.image_size must be [height, width], got {self.image_size!r}")
+        for i, side in enumerate(self.image_size):
+            _positive_int(f"{key}.image_size[{i}]", side)
+            if side % 32:
+                raise ParamsError(f"{key}.image_size[{i}] must be a multiple of 32 (the encoder's stride), got {side}")
+        _positive_int(f"{key}.max_tokens", self.max_tokens)
+        _positive_int(f"{key}.batch_size", self.batch_size)
+        _non_negative_int(f"{key}.num_workers", self.num_workers)
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    device: str
+    datasets: list
+    models: list
+    data: dict
+    extract: ExtractParams
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "Params":
+        _check_keys(cls, raw, "")
+        _non_negative_int("seed", raw["seed"])
+        if raw["device"] not in ("auto", "cpu", "cuda"):
+            raise ParamsError(f"device must be auto, cpu or cuda, got {raw['device']!r}")
+        for key, known in (("datasets", KNOWN_DATASETS), ("models", KNOWN_MODELS)):
+            value = raw[key]
+            if not isinstance(value, list) or not value:
+                raise ParamsError(f"{key} must be a non-empty list, got {value!r}")
+            for name in value:
+                if name not in known:
+                    raise ParamsError(f"{key}: unknown name {name!r} (known: {', '.join(known)})")
+            if len(set(value)) != len(value):
+                raise ParamsError(f"{key} lists a name twice: {value!r}")
+        if not isinstance(raw["data"], dict):
+            raise ParamsError(f"data must be a mapping, got {raw['data']!r}")
+        data = {}
+        for name, section in raw["data"].items():
+            if name not in DATASET_PARAMS:
+                raise ParamsError(f"unknown key data.{name} (known: {', '.join(DATASET_PARAMS)})")
+            data[name] = _build(DATASET_PARAMS[name], section, f"data.{name}")
+        for name in raw["datasets"]:
+            if name not in data:
+                raise ParamsError(f"datasets lists {name!r} but data.{name} is missing")
+        return cls(seed=raw["seed"], device=raw["device"], datasets=raw["datasets"], models=raw["models"],
+                   data=data, extract=_build(ExtractParams, raw["extract"], "extract"))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path} not found: run the stages from the project root")
+    with path.open() as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ParamsError(f"{path} is not valid YAML: {e}") from e
+    return Params.from_dict(raw)

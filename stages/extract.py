@@ -1,0 +1,61 @@
+"""extract@<dataset>: frozen encoders -> features/<dataset>/ (the feature-set contract, DESIGN.md §3)."""
+
+import argparse
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from fli2moe.artifacts import write_json
+from fli2moe.datasets import DataError, load_dataset
+from fli2moe.encoders import EncoderError, load_encoder, pick_device
+from fli2moe.extraction import extract_feature_set
+from fli2moe.params import ParamsError, load_params
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", help="feature-set folder (default: features/<dataset>)")
+    parser.add_argument("--metrics", help="metrics JSON (default: metrics/extract/<dataset>.json)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        params = load_params(args.params)
+        if args.dataset not in params.datasets:
+            raise ParamsError(f"--dataset {args.dataset!r} is not in datasets: {params.datasets}")
+        device = pick_device(params.device)
+        dataset = load_dataset(args.dataset, params)
+        encoders = {}
+        for modality in dataset.modalities:  # one encoder instance per kind, shared by the modalities of that kind
+            shared = next((e for e in encoders.values() if e.kind == modality.kind), None)
+            encoders[modality.name] = shared or load_encoder(modality.kind, params.extract).to(device)
+    except (ParamsError, DataError, EncoderError) as e:
+        print(f"extract: {e}", file=sys.stderr)
+        return 2
+
+    torch.manual_seed(params.seed)
+    start = time.perf_counter()
+    manifest = extract_feature_set(dataset, encoders, args.out or f"features/{args.dataset}",
+                                   params.extract.batch_size, params.extract.num_workers, device)
+    seconds = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    total = sum(manifest["splits"].values())
+    for item in manifest["skipped"]:
+        logging.warning("skipped %s (split %s): %s", item["id"], item["split"], item["reason"])
+    logging.info("%s: %d samples %s, %d skipped, %.1f s (%.1f samples/s), peak RSS %.0f MiB", args.dataset, total,
+                 manifest["splits"], len(manifest["skipped"]), seconds, total / seconds, peak_mib)
+    # Only deterministic figures go to metrics (timings vary run to run and would break `dvc metrics diff`).
+    write_json(args.metrics or f"metrics/extract/{args.dataset}.json",
+               {"samples": manifest["splits"], "skipped": len(manifest["skipped"]),
+                "tokens": {m["name"]: m["tokens"] for m in manifest["modalities"]}})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
