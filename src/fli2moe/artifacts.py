@@ -19,15 +19,17 @@ from typing import IO, Iterator
 
 import numpy as np
 
-# safetensors dtype names of the numpy dtypes the feature sets use.
+# safetensors dtype names of the numpy dtypes the feature sets use, in the order in which the
+# reference library lays tensors out (its dtype enum, descending; ties broken by name).
 _SAFETENSORS_DTYPES = {
-    np.dtype(np.float16): "F16",
-    np.dtype(np.float32): "F32",
-    np.dtype(np.float64): "F64",
     np.dtype(np.int64): "I64",
+    np.dtype(np.float64): "F64",
+    np.dtype(np.float32): "F32",
     np.dtype(np.int32): "I32",
+    np.dtype(np.float16): "F16",
     np.dtype(np.bool_): "BOOL",
 }
+_LAYOUT_RANK = {dtype: rank for rank, dtype in enumerate(_SAFETENSORS_DTYPES)}
 
 
 @contextlib.contextmanager
@@ -60,8 +62,8 @@ class SafetensorsStreamWriter:
     The number of rows is only known at the end (undecodable samples are skipped on the way), and
     holding a whole split in memory would tie peak memory to the dataset size. So each tensor's
     rows are appended to its own temporary file; `close()` writes the header and streams the parts
-    behind it. Peak memory is one batch. The file is the standard format (`safetensors.torch.load_file`
-    reads it); tensors are laid out in sorted-name order, header without metadata.
+    behind it. Peak memory is one batch. The bytes are exactly those `safetensors.torch.save_file`
+    writes for the same tensors without metadata (same layout order, header and padding).
     """
 
     def __init__(self, path: str | Path):
@@ -95,20 +97,21 @@ class SafetensorsStreamWriter:
     def close(self) -> None:
         """Assemble the file atomically and remove the parts."""
         try:
+            order = sorted(self._specs, key=lambda name: (_LAYOUT_RANK[self._specs[name][0]], name))
             header, offset = {}, 0
-            for name in sorted(self._specs):
+            for name in order:
                 self._parts[name].close()
                 dtype, row_shape = self._specs[name]
                 nbytes = os.path.getsize(self._parts[name].name)
                 header[name] = {"dtype": _SAFETENSORS_DTYPES[dtype], "shape": [self.rows, *row_shape],
                                 "data_offsets": [offset, offset + nbytes]}
                 offset += nbytes
-            blob = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+            blob = json.dumps(header, separators=(",", ":")).encode()
             blob += b" " * (-len(blob) % 8)  # the format aligns the data section to 8 bytes
             with atomic_open(self.path, "wb") as f:
                 f.write(struct.pack("<Q", len(blob)))
                 f.write(blob)
-                for name in sorted(self._specs):
+                for name in order:
                     with open(self._parts[name].name, "rb") as part:
                         shutil.copyfileobj(part, f, 1 << 20)
         finally:

@@ -141,10 +141,13 @@ class HFVisionEncoder:
             processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
         except OSError as e:
             raise EncoderError(f"{spec}: no image processor config (preprocessor_config.json) in {folder}") from e
-        size = processor.size
-        height, width = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
+        # The whole UI is squashed to the model's input size (no centre crop: a crop would cut off
+        # part of a tall screenshot); only the normalisation is taken from the processor.
+        side = vision.image_size
+        height, width = (side, side) if isinstance(side, int) else tuple(side)
         self.preprocessor = ImagePreprocessor((height, width), tuple(processor.image_mean), tuple(processor.image_std))
-        self.grid = (height // vision.patch_size, width // vision.patch_size)
+        patch = vision.patch_size if isinstance(vision.patch_size, int) else vision.patch_size[0]
+        self.grid = (height // patch, width // patch)
         self.tokens = self.grid[0] * self.grid[1]
         self.dim = vision.hidden_size
 

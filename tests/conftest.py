@@ -1,0 +1,80 @@
+"""Shared fixtures: the repository's own params and small real subsets of the embedded ENRICO data."""
+
+import csv
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ENRICO = REPO / "data" / "enrico"
+BAD_WIREFRAMES = ("50105", "50109")  # real empty files of the dataset
+
+
+def enrico_rows() -> list[list[str]]:
+    with (ENRICO / "design_topics.csv").open(newline="") as f:
+        return list(csv.reader(f))[1:]
+
+
+def make_enrico_subset(dest: Path, n: int, extra_ids=BAD_WIREFRAMES) -> Path:
+    """Copy the first `n` UIs of the real ENRICO (plus `extra_ids`) into `dest`, in the real layout."""
+    rows = enrico_rows()
+    keep = rows[:n] + [r for r in rows if r[0] in extra_ids and r not in rows[:n]]
+    (dest / "screenshots").mkdir(parents=True)
+    (dest / "wireframes").mkdir()
+    with (dest / "design_topics.csv").open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["screen_id", "topic"])
+        writer.writerows(keep)
+    for screen_id, _ in keep:
+        shutil.copy(ENRICO / "screenshots" / f"{screen_id}.jpg", dest / "screenshots")
+        shutil.copy(ENRICO / "wireframes" / f"{screen_id}.png", dest / "wireframes")
+    return dest
+
+
+@pytest.fixture
+def raw_params() -> dict:
+    """The repository's params.yaml as a plain dict, to modify per test."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture
+def venv_env(monkeypatch) -> dict:
+    """Environment for subprocesses (dvc, stage scripts) that finds this interpreter's `python` and `dvc`."""
+    import os
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run(cmd: list[str], cwd: Path, env: dict) -> str:
+    """Run a command, failing the test with its output if it fails; returns stdout."""
+    import subprocess
+
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def make_dvc_repo(dest: Path, env: dict, edit_params=None, enrico_uis: int = 24) -> Path:
+    """A fresh git + DVC repository with this project's pipeline, code and a small real ENRICO subset."""
+    dest.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+        shutil.copy(REPO / name, dest / name)
+    shutil.copytree(REPO / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    make_enrico_subset(dest / "data" / "enrico", enrico_uis)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    if edit_params:
+        edit_params(params)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest, env)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "root"], dest, env)
+    run(["dvc", "init", "-q"], dest, env)
+    run(["dvc", "config", "core.analytics", "false"], dest, env)
+    run(["git", "add", "-A"], dest, env)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "project"], dest, env)
+    return dest

@@ -1,0 +1,51 @@
+import pytest
+import yaml
+
+from fli2moe.params import Params, ParamsError, load_params
+from conftest import REPO
+
+
+def test_repository_params_load():
+    params = load_params(REPO / "params.yaml")
+    assert params.datasets and set(params.datasets) <= set(params.data)
+    assert params.extract.image_encoder == "efficientnet-lite0"
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda p: p.update(datasets=["enrico", "imagenet"]), "datasets"),
+    (lambda p: p.update(models=["dense", "gpt"]), "models"),
+    (lambda p: p["extract"].update(batch_size=0), "extract.batch_size"),
+    (lambda p: p["extract"].update(batch_size=2.5), "extract.batch_size"),
+    (lambda p: p["extract"].update(num_workers=-1), "extract.num_workers"),
+    (lambda p: p["extract"].update(image_encoder="resnet50"), "extract.image_encoder"),
+    (lambda p: p["extract"].update(text_encoder="hf:"), "extract.text_encoder"),
+    (lambda p: p["extract"].update(image_size=[250, 128]), "extract.image_size[0]"),
+    (lambda p: p["extract"].update(batchsize=8), "extract.batchsize"),
+    (lambda p: p["extract"].pop("max_tokens"), "extract.max_tokens"),
+    (lambda p: p["data"]["enrico"].update(split=[0.7, 0.2, 0.2]), "data.enrico.split"),
+    (lambda p: p["data"]["enrico"].update(max_per_split=0), "data.enrico.max_per_split"),
+    (lambda p: p["data"].pop("enrico"), "data.enrico"),
+    (lambda p: p.update(device="tpu"), "device"),
+    (lambda p: p.update(sede=1), "sede"),
+])
+def test_impossible_values_are_rejected_naming_the_key(raw_params, edit, key):
+    edit(raw_params)
+    with pytest.raises(ParamsError) as e:
+        Params.from_dict(raw_params)
+    assert key in str(e.value)
+
+
+def test_hf_encoders_are_accepted(raw_params):
+    raw_params["extract"].update(image_encoder="hf:openai/clip-vit-base-patch32", text_encoder="hf:roberta-base")
+    assert Params.from_dict(raw_params).extract.text_encoder == "hf:roberta-base"
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("seed: [1\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(tmp_path / "params.yaml")
