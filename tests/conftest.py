@@ -78,3 +78,39 @@ def make_dvc_repo(dest: Path, env: dict, edit_params=None, enrico_uis: int = 24)
     run(["git", "add", "-A"], dest, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "project"], dest, env)
     return dest
+
+
+def write_feature_set(folder: Path, sizes=None, tokens=(3, 4), dims=(5, 6), num_classes=3, seed=0) -> dict:
+    """A small feature set in the contract's format whose label is learnable from both modalities.
+
+    Class k adds +4 to feature k of token 0 of modality "a" and -4 to feature k of the last real
+    token of modality "b"; modality "b" has padding (its last slots masked out in half the samples).
+    """
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from fli2moe.artifacts import write_json
+
+    sizes = sizes or {"train": 60, "val": 20, "test": 20}
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = {}
+    for split, n in sizes.items():
+        labels = rng.integers(0, num_classes, n)
+        a = rng.standard_normal((n, tokens[0], dims[0])).astype(np.float32)
+        b = rng.standard_normal((n, tokens[1], dims[1])).astype(np.float32)
+        lengths = np.where(rng.random(n) < 0.5, tokens[1], tokens[1] - 1)
+        mask_b = np.arange(tokens[1])[None] < lengths[:, None]
+        a[np.arange(n), 0, labels] += 4.0
+        b[np.arange(n), lengths - 1, labels] -= 4.0
+        save_file({"a.tokens": torch.from_numpy(a).half(), "a.mask": torch.ones(n, tokens[0], dtype=torch.bool),
+                   "b.tokens": torch.from_numpy(b).half(), "b.mask": torch.from_numpy(mask_b),
+                   "labels": torch.from_numpy(labels.astype(np.int64))}, folder / f"{split}.safetensors")
+        ids[split] = [f"{split}{i}" for i in range(n)]
+    manifest = {"dataset": "toy", "task": "multiclass", "label_names": [f"c{k}" for k in range(num_classes)],
+                "splits": {s: len(v) for s, v in ids.items()}, "skipped": [], "ids": ids,
+                "modalities": [{"name": name, "kind": "synthetic", "encoder": "none", "revision": "none", "dim": d,
+                                "tokens": t, "grid": None} for name, t, d in zip("ab", tokens, dims)]}
+    write_json(folder / "manifest.json", manifest)
+    return manifest

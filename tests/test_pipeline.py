@@ -4,6 +4,8 @@ import json
 import re
 
 import pytest
+import yaml
+from safetensors.torch import load_file
 
 from fli2moe.features import load_split, read_manifest
 from conftest import make_dvc_repo, run
@@ -36,3 +38,36 @@ def test_extract_stage_runs_under_dvc_and_is_cached(tmp_path, venv_env):
     (repo / "params.yaml").write_text(params)
     status = run(["dvc", "status"], repo, venv_env)
     assert "extract@enrico" in status and re.search(r"modified:\s+extract\n", status)
+
+
+def tiny_training(params):
+    params["data"]["enrico"]["max_per_split"] = 8
+    params["extract"]["batch_size"] = 8
+    params["model"].update(hidden=8, heads=2)
+    params["moe"]["router_hidden"] = 8
+    params["train"].update(epochs=1, seeds=[0], batch_size=8)
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_env):
+    repo = make_dvc_repo(tmp_path / "repo", venv_env, tiny_training, enrico_uis=40)
+    first = run(["dvc", "repro"], repo, venv_env)
+    assert stages_run(first) == {"extract@enrico", "train@enrico-fl_i2moe", "train@enrico-moe_plain",
+                                 "train_dense@enrico", "baselines@enrico"}
+    run(["git", "add", "-A"], repo, venv_env)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "baseline run"], repo, venv_env)
+    lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+
+    output = run(["dvc", "exp", "run", "-S", "moe.num_experts=5"], repo, venv_env)
+    assert stages_run(output) == {"train@enrico-fl_i2moe", "train@enrico-moe_plain"}
+    lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert lock_after["train_dense@enrico"] == lock_before["train_dense@enrico"]
+    assert lock_after["train@enrico-fl_i2moe"]["params"]["params.yaml"]["moe"]["num_experts"] == 5
+    routing = load_file(repo / "models" / "enrico-fl_i2moe" / "test_routing.safetensors")["weights"]
+    assert routing.shape[-1] == 5  # [seeds, N_test, experts]
+    diff = run(["dvc", "metrics", "diff", "--json"], repo, venv_env)
+    assert "metrics/train/enrico-fl_i2moe.json" in json.loads(diff)
+    assert "up to date" in run(["dvc", "status"], repo, venv_env)

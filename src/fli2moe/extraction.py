@@ -9,8 +9,6 @@ the manifest's `skipped` list and left out; it never stops the run.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fli2moe.artifacts import SafetensorsStreamWriter, write_json
+from fli2moe.artifacts import SafetensorsStreamWriter, atomic_folder, write_json
 from fli2moe.datasets import DatasetSplits, Sample
 
 log = logging.getLogger(__name__)
@@ -101,14 +99,9 @@ def extract_feature_set(dataset: DatasetSplits, encoders: dict, out_dir: str | P
                         num_workers: int, device: torch.device) -> dict:
     """Write the feature set of `dataset` (DESIGN.md §3) to `out_dir`, replacing it whole at the end.
 
-    `encoders`: modality name -> frozen encoder. The set is built in a temporary sibling folder and
-    moved into place only when complete, so an interrupted run leaves the previous set intact.
+    `encoders`: modality name -> frozen encoder.
     """
-    out_dir = Path(out_dir)
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-    try:
+    with atomic_folder(out_dir) as tmp_dir:
         skipped, ids = list(dataset.skipped), {}
         for split, samples in dataset.splits.items():
             ids[split], failures = extract_split(samples, encoders, dataset.task, tmp_dir / f"{split}.safetensors",
@@ -128,12 +121,4 @@ def extract_feature_set(dataset: DatasetSplits, encoders: dict, out_dir: str | P
             "ids": ids,
         }
         write_json(tmp_dir / "manifest.json", manifest)
-        old_dir = out_dir.with_name(f".{out_dir.name}.old")
-        if out_dir.exists():
-            os.replace(out_dir, old_dir)
-        os.replace(tmp_dir, out_dir)
-        shutil.rmtree(old_dir, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
     return manifest

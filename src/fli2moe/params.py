@@ -35,6 +35,26 @@ def _non_negative_int(key: str, value: Any) -> None:
         raise ParamsError(f"{key} must be a non-negative integer, got {value!r}")
 
 
+def _positive_number(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ParamsError(f"{key} must be a number > 0, got {value!r}")
+
+
+def _non_negative_number(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ParamsError(f"{key} must be a number >= 0, got {value!r}")
+
+
+def _fraction(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ParamsError(f"{key} must be a number in [0, 1), got {value!r}")
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ParamsError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+
+
 def _encoder(key: str, value: Any, known: tuple[str, ...]) -> None:
     if not isinstance(value, str) or not (value in known or (value.startswith("hf:") and len(value) > 3)):
         raise ParamsError(f"{key} must be one of {', '.join(known)} or hf:<name-or-path>, got {value!r}")
@@ -110,6 +130,60 @@ class ExtractParams:
 
 
 @dataclass(frozen=True)
+class ModelParams:
+    hidden: int
+    layers: int
+    heads: int
+    mlp_ratio: int
+    dropout: float
+
+    def validate(self, key: str) -> None:
+        for name in ("hidden", "layers", "heads", "mlp_ratio"):
+            _positive_int(f"{key}.{name}", getattr(self, name))
+        if self.hidden % self.heads:
+            raise ParamsError(f"{key}.hidden ({self.hidden}) must be divisible by {key}.heads ({self.heads})")
+        _fraction(f"{key}.dropout", self.dropout)
+
+
+@dataclass(frozen=True)
+class MoEParams:
+    num_experts: int
+    tau: float
+    lambda_int: float
+    interaction_on: str
+    perturb: str
+    router_hidden: int
+
+    def validate(self, key: str) -> None:
+        # The dataset-specific bound num_experts >= M + 2 is checked by the model config, before training.
+        _positive_int(f"{key}.num_experts", self.num_experts)
+        _positive_number(f"{key}.tau", self.tau)
+        _non_negative_number(f"{key}.lambda_int", self.lambda_int)
+        _choice(f"{key}.interaction_on", self.interaction_on, ("latent", "logits"))
+        _choice(f"{key}.perturb", self.perturb, ("gaussian", "zero", "mean"))
+        _positive_int(f"{key}.router_hidden", self.router_hidden)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seeds: list
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+
+    def validate(self, key: str) -> None:
+        if not isinstance(self.seeds, list) or not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ParamsError(f"{key}.seeds must be a non-empty list of distinct seeds, got {self.seeds!r}")
+        for i, seed in enumerate(self.seeds):
+            _non_negative_int(f"{key}.seeds[{i}]", seed)
+        _positive_int(f"{key}.epochs", self.epochs)
+        _positive_int(f"{key}.batch_size", self.batch_size)
+        _positive_number(f"{key}.lr", self.lr)
+        _non_negative_number(f"{key}.weight_decay", self.weight_decay)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     device: str
@@ -117,13 +191,15 @@ class Params:
     models: list
     data: dict
     extract: ExtractParams
+    model: ModelParams
+    moe: MoEParams
+    train: TrainParams
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Params":
         _check_keys(cls, raw, "")
         _non_negative_int("seed", raw["seed"])
-        if raw["device"] not in ("auto", "cpu", "cuda"):
-            raise ParamsError(f"device must be auto, cpu or cuda, got {raw['device']!r}")
+        _choice("device", raw["device"], ("auto", "cpu", "cuda"))
         for key, known in (("datasets", KNOWN_DATASETS), ("models", KNOWN_MODELS)):
             value = raw[key]
             if not isinstance(value, list) or not value:
@@ -144,7 +220,9 @@ class Params:
             if name not in data:
                 raise ParamsError(f"datasets lists {name!r} but data.{name} is missing")
         return cls(seed=raw["seed"], device=raw["device"], datasets=raw["datasets"], models=raw["models"],
-                   data=data, extract=_build(ExtractParams, raw["extract"], "extract"))
+                   data=data, extract=_build(ExtractParams, raw["extract"], "extract"),
+                   model=_build(ModelParams, raw["model"], "model"), moe=_build(MoEParams, raw["moe"], "moe"),
+                   train=_build(TrainParams, raw["train"], "train"))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

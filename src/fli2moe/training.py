@@ -1,0 +1,138 @@
+"""Training and evaluation of the models on a feature set (the `train` stage's logic).
+
+One run per seed: Adam on the task loss (cross-entropy or BCE) plus `lambda_int` times the model's
+interaction loss, the epoch with the best validation score kept (accuracy for multiclass, macro-F1
+for multilabel; ties keep the earlier epoch), the test split evaluated once with that epoch's weights.
+Everything is seeded: shuffling, dropout and the gaussian perturbations of the interaction losses.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fli2moe.features import load_split
+from fli2moe.models import CONFIG_CLASSES, ModalitySpec, MultimodalModel, build_model
+from fli2moe.task_metrics import selection_metric, task_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitTensors:
+    """One split of a feature set: tokens[m] [N, T_m, D_m] float16, mask[m] [N, T_m] bool, labels [N] | [N, C]."""
+
+    tokens: dict[str, torch.Tensor]
+    mask: dict[str, torch.Tensor]
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, index: torch.Tensor, device: torch.device):
+        return ({m: t[index].to(device) for m, t in self.tokens.items()},
+                {m: k[index].to(device) for m, k in self.mask.items()}, self.labels[index].to(device))
+
+
+def load_split_tensors(folder, split: str, manifest: dict) -> SplitTensors:
+    tensors = load_split(folder, split, manifest)
+    names = [m["name"] for m in manifest["modalities"]]
+    return SplitTensors({m: tensors[f"{m}.tokens"] for m in names}, {m: tensors[f"{m}.mask"] for m in names},
+                        tensors["labels"])
+
+
+def model_config(name: str, manifest: dict, model_params, moe_params):
+    """The model's config dataclass from a feature-set manifest and the `model` (and `moe`) params."""
+    modalities = [ModalitySpec(m["name"], m["dim"], m["tokens"]) for m in manifest["modalities"]]
+    fields = {"modalities": modalities, "num_classes": len(manifest["label_names"]), **vars(model_params)}
+    if name != "dense":
+        fields.update(vars(moe_params))
+    return CONFIG_CLASSES[name](**fields)
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> torch.Tensor:
+    if task == "multiclass":
+        return F.cross_entropy(logits, labels)
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+@torch.no_grad()
+def predict(model: MultimodalModel, data: SplitTensors, batch_size: int, device: torch.device):
+    """Logits [N, C] and routing weights [N, E] of `data`, in order, in eval mode."""
+    model.eval()
+    logits, weights = [], []
+    for start in range(0, len(data), batch_size):
+        tokens, mask, _ = data.batch(torch.arange(start, min(start + batch_size, len(data))), device)
+        out = model.forward_tokens(tokens, mask)
+        logits.append(out.logits.cpu())
+        weights.append(out.weights.cpu())
+    return torch.cat(logits), torch.cat(weights)
+
+
+@dataclass
+class SeedRun:
+    state_dict: dict[str, torch.Tensor]  # weights of the selected epoch
+    best_epoch: int  # 1-based
+    curves: list[dict]  # one row per epoch
+    val: dict[str, float]
+    test: dict[str, float]
+    test_weights: torch.Tensor  # [N_test, E] routing weights
+    seconds: float
+
+
+def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, train_params, seed: int,
+               device: torch.device) -> SeedRun:
+    torch.manual_seed(seed)
+    model = build_model(name, config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay)
+    shuffle = torch.Generator().manual_seed(seed)
+    perturb = torch.Generator(device=device).manual_seed(seed + 1)  # gaussian modality removal
+    metric = selection_metric(task)
+    train, val = splits["train"], splits["val"]
+    best_score, best_epoch, best_state, curves = -np.inf, 0, None, []
+    start = time.perf_counter()
+    for epoch in range(1, train_params.epochs + 1):
+        model.train()
+        sums = {"loss": 0.0, "task_loss": 0.0, "interaction_loss": 0.0}
+        for index in torch.randperm(len(train), generator=shuffle).split(train_params.batch_size):
+            tokens, mask, labels = train.batch(index, device)
+            projected, mask_cat = model.project(tokens), model.concat_mask(mask)  # [b, T, H], [b, T]
+            out = model(projected, mask_cat)
+            loss_task = task_loss(out.logits, labels, task)
+            loss_int = model.interaction_loss(projected, mask_cat, out, generator=perturb)
+            loss = loss_task + model.lambda_int * loss_int
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for key, value in (("loss", loss), ("task_loss", loss_task), ("interaction_loss", loss_int)):
+                sums[key] += value.item() * len(index)
+        val_scores = task_metrics(predict(model, val, train_params.batch_size, device)[0].numpy(),
+                                  val.labels.numpy(), task)
+        row = {"epoch": epoch, **{k: v / len(train) for k, v in sums.items()},
+               **{f"val_{k}": v for k, v in val_scores.items()}}
+        curves.append(row)
+        log.info("%s seed %d epoch %d/%d: loss %.4f (task %.4f, interaction %.4f), val %s %.4f", name, seed, epoch,
+                 train_params.epochs, row["loss"], row["task_loss"], row["interaction_loss"], metric, val_scores[metric])
+        if val_scores[metric] > best_score:
+            best_score, best_epoch = val_scores[metric], epoch
+            best_state = copy.deepcopy(model.state_dict())
+    seconds = time.perf_counter() - start
+
+    model.load_state_dict(best_state)
+    val_logits, _ = predict(model, val, train_params.batch_size, device)
+    test_logits, test_weights = predict(model, splits["test"], train_params.batch_size, device)
+    return SeedRun(
+        state_dict={k: v.detach().cpu().contiguous() for k, v in best_state.items()},
+        best_epoch=best_epoch,
+        curves=curves,
+        val=task_metrics(val_logits.numpy(), val.labels.numpy(), task),
+        test=task_metrics(test_logits.numpy(), splits["test"].labels.numpy(), task),
+        test_weights=test_weights,
+        seconds=seconds,
+    )

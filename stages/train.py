@@ -1,0 +1,68 @@
+"""train@<dataset>-<model>: the model on features/<dataset>, one run per seed -> models/<dataset>-<model>/."""
+
+import argparse
+import logging
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+from fli2moe.artifacts import atomic_folder, write_csv, write_json
+from fli2moe.encoders import pick_device
+from fli2moe.features import FeatureSetError, read_manifest
+from fli2moe.models import MODEL_NAMES, num_parameters, build_model
+from fli2moe.params import ParamsError, load_params
+from fli2moe.task_metrics import aggregate
+from fli2moe.training import load_split_tensors, model_config, train_seed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--model", required=True, choices=MODEL_NAMES)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    key = f"{args.dataset}-{args.model}"
+
+    try:
+        params = load_params(args.params)
+        device = pick_device(params.device)
+        manifest = read_manifest(f"features/{args.dataset}")
+        config = model_config(args.model, manifest, params.model, params.moe)
+    except (ParamsError, FeatureSetError, ValueError) as e:
+        print(f"train {key}: {e}", file=sys.stderr)
+        return 2
+    torch.use_deterministic_algorithms(True)
+    splits = {s: load_split_tensors(f"features/{args.dataset}", s, manifest) for s in ("train", "val", "test")}
+
+    runs = [train_seed(args.model, config, splits, manifest["task"], params.train, seed, device)
+            for seed in params.train.seeds]
+
+    with atomic_folder(f"models/{key}") as folder:
+        write_json(folder / "config.json", {"model": args.model, "dataset": args.dataset,
+                                            "config": config.to_dict(), "seeds": params.train.seeds})
+        for seed, run in zip(params.train.seeds, runs):
+            save_file(run.state_dict, folder / f"seed{seed}.safetensors")
+        save_file({"weights": torch.stack([r.test_weights for r in runs]).contiguous(),  # [S, N_test, E]
+                   "seeds": torch.tensor(params.train.seeds)}, folder / "test_routing.safetensors")
+    parameters = num_parameters(build_model(args.model, config))
+    write_json(f"metrics/train/{key}.json", {
+        "model": args.model, "dataset": args.dataset, "parameters": parameters, "seeds": params.train.seeds,
+        "best_epoch": [r.best_epoch for r in runs],
+        "test": aggregate([r.test for r in runs]), "val": aggregate([r.val for r in runs]),
+    })
+    write_csv(f"metrics/train/curves/{key}.csv",
+              [{"seed": seed, **row} for seed, run in zip(params.train.seeds, runs) for row in run.curves])
+    # Timings vary run to run: kept apart so that the metrics above are byte-identical across runs.
+    write_json(f"metrics/timing/train/{key}.json", {
+        "seconds_per_seed": aggregate([{"seconds": r.seconds} for r in runs])["seconds"],
+        "seconds_total": sum(r.seconds for r in runs)})
+    summary = aggregate([r.test for r in runs])
+    logging.info("%s: %d parameters, test %s", key, parameters,
+                 ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Training loop, task metrics and the train stage on small feature sets with a known signal."""
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from fli2moe.params import load_params
+from fli2moe.task_metrics import aggregate, mean_std, task_metrics
+from fli2moe.training import load_split_tensors, model_config, train_seed
+from conftest import REPO, write_feature_set
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: a second thread only adds waiting
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def toy(tmp_path):
+    manifest = write_feature_set(tmp_path / "toy")
+    splits = {s: load_split_tensors(tmp_path / "toy", s, manifest) for s in ("train", "val", "test")}
+    params = load_params(REPO / "params.yaml")
+    small = replace(params, model=replace(params.model, hidden=16, heads=2),
+                    moe=replace(params.moe, router_hidden=16),
+                    train=replace(params.train, epochs=8, batch_size=16, lr=3e-3, seeds=[0]))
+    return manifest, splits, small
+
+
+def test_multiclass_metrics_match_hand_computation():
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    scores = np.eye(3)[[0, 1, 1, 2, 2, 0]]  # predictions 0 1 1 2 2 0: four right
+    metrics = task_metrics(scores, labels, "multiclass")
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    # per-class F1: class 0 P=1/2 R=1/2 -> 1/2; class 1 P=1/2 R=1 -> 2/3; class 2 P=1 R=2/3 -> 4/5
+    assert metrics["macro_f1"] == pytest.approx((1 / 2 + 2 / 3 + 4 / 5) / 3)
+    assert "auroc" not in metrics
+
+
+def test_binary_auroc_and_multilabel_f1():
+    binary = task_metrics(np.array([[0, 1], [0, -1], [0, 2], [0, -2]]), np.array([1, 0, 0, 1]), "multiclass")
+    # positives scored 1, -2; negatives -1, 2: of the 4 (pos, neg) pairs only (1, -1) is ordered right
+    assert binary["auroc"] == pytest.approx(0.25)
+    labels = np.array([[1, 0], [1, 1], [0, 1]])
+    logits = np.array([[2.0, -1.0], [3.0, -2.0], [-1.0, 1.0]])  # predicts [1,0], [1,0], [0,1]
+    multilabel = task_metrics(logits, labels, "multilabel")
+    assert multilabel["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 0 + 1))  # TP 3, FP 0, FN 1
+    assert multilabel["macro_f1"] == pytest.approx((1.0 + 2 / 3) / 2)
+
+
+def test_mean_and_sample_std_over_seeds():
+    assert mean_std([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(np.sqrt(2.0))}
+    assert mean_std([0.7]) == {"mean": 0.7, "std": 0.0}
+    assert aggregate([{"a": 1.0}, {"a": 2.0}])["a"]["mean"] == 1.5
+
+
+@pytest.mark.parametrize("name", ["fl_i2moe", "moe_plain", "dense"])
+def test_every_model_learns_the_planted_signal_and_is_seeded(toy, name):
+    manifest, splits, params = toy
+    config = model_config(name, manifest, params.model, params.moe)
+    run = train_seed(name, config, splits, "multiclass", params.train, 0, torch.device("cpu"))
+    assert run.test["accuracy"] >= 0.8  # chance is 1/3
+    best = max(row["val_accuracy"] for row in run.curves)
+    assert run.curves[run.best_epoch - 1]["val_accuracy"] == best
+    assert run.val["accuracy"] == pytest.approx(best)  # the kept weights are the selected epoch's
+    interaction = [row["interaction_loss"] for row in run.curves]
+    assert (max(interaction) > 0) == (name == "fl_i2moe")
+    weights = run.test_weights
+    assert weights.shape == (20, 4 if name != "dense" else 1) and torch.allclose(weights.sum(1), torch.ones(20))
+    again = train_seed(name, config, splits, "multiclass", params.train, 0, torch.device("cpu"))
+    assert again.curves == run.curves
+    assert all(torch.equal(again.state_dict[k], v) for k, v in run.state_dict.items())
+    other = train_seed(name, config, splits, "multiclass", replace(params.train, epochs=1), 1, torch.device("cpu"))
+    assert other.curves[0] != run.curves[0]
+
+
+def test_model_config_reads_moe_only_for_moe_models(toy):
+    manifest, _, params = toy
+    assert not hasattr(model_config("dense", manifest, params.model, params.moe), "num_experts")
+    assert model_config("moe_plain", manifest, params.model, params.moe).num_experts == params.moe.num_experts
+    with pytest.raises(ValueError, match="moe.num_experts"):
+        model_config("fl_i2moe", manifest, params.model, replace(params.moe, num_experts=3))
+
+
+def run_train_stage(cwd, model):
+    return subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), "--dataset", "toy", "--model", model],
+                          cwd=cwd, capture_output=True, text=True)
+
+
+def test_train_stage_outputs_are_byte_identical_across_runs(tmp_path):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["model"].update(hidden=16, heads=2)
+    raw["moe"].update(router_hidden=16)
+    raw["train"].update(epochs=2, seeds=[0, 1], batch_size=16)
+    for run in ("a", "b"):
+        write_feature_set(tmp_path / run / "features" / "toy")
+        (tmp_path / run / "params.yaml").write_text(yaml.safe_dump(raw))
+        result = run_train_stage(tmp_path / run, "fl_i2moe")
+        assert result.returncode == 0, result.stderr
+    for path in ("metrics/train/toy-fl_i2moe.json", "metrics/train/curves/toy-fl_i2moe.csv",
+                 "models/toy-fl_i2moe/seed1.safetensors", "models/toy-fl_i2moe/config.json",
+                 "models/toy-fl_i2moe/test_routing.safetensors"):
+        assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes(), path
+    metrics = yaml.safe_load((tmp_path / "a" / "metrics/train/toy-fl_i2moe.json").read_text())
+    assert metrics["seeds"] == [0, 1] and metrics["parameters"] > 0 and set(metrics["test"]) == {"accuracy", "macro_f1"}
+
+
+def test_train_stage_refuses_too_few_experts_before_training(tmp_path):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["moe"]["num_experts"] = 3
+    write_feature_set(tmp_path / "features" / "toy")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = run_train_stage(tmp_path, "fl_i2moe")
+    assert result.returncode == 2 and "moe.num_experts" in result.stderr
+    assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
