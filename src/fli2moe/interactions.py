@@ -1,0 +1,416 @@
+"""Pairwise interaction estimators for cross-modal pairs of players (DESIGN.md section 5, `probe`).
+
+A game is a callable ``value(coalitions) -> values``: ``coalitions`` is a bool tensor [B, n]
+(True = player present) and ``values`` a float tensor [B]. Players carry a modality id
+(``modality`` [n]); only cross-modal pairs (i < j, modality[i] != modality[j]) are estimated.
+
+For a pair (i, j) and a context S subset of N \\ {i, j}, the discrete derivative is
+
+    D_ij(S) = v(S+ij) - v(S+i) - v(S+j) + v(S)
+
+and both indices are expectations of it over a context distribution:
+
+    SII(i, j) = sum_S |S|!(n-|S|-2)!/(n-1)! D_ij(S)   (|S| uniform on 0..n-2, S uniform given |S|)
+    RG(i, j)  = E_S[v(S+i) + v(S+j) - v(S+ij) - v(S)] = -E_S[D_ij(S)]
+                (each other player kept in S independently with probability rg_keep)
+
+so SII and RG share the coalition building, the evaluation and the estimation code; only the
+context distribution differs. ``exact`` enumerates the 2^n coalitions once; ``montecarlo`` samples
+contexts shared by all pairs and returns unbiased estimates with standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Game = Callable[[torch.Tensor], torch.Tensor]
+Scheme = Literal["outside", "owen"]
+
+MAX_EXACT_PLAYERS = 16
+DEFAULT_MAX_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class PairInteractions:
+    """Per cross-modal pair estimates; P pairs, n players.
+
+    pairs        [P, 2] int64, i < j, modality[i] != modality[j], lexicographic order
+    sii, sii_se  [P] float64: Shapley Interaction Index and its standard error
+    rg, rg_se    [P] float64: redundancy gap and its standard error
+    sii_samples  [P] int64: contexts whose D_ij entered the SII estimate of the pair
+    rg_samples   [P] int64: same for RG
+    evaluations  int: coalitions passed to ``value`` (each distinct coalition once)
+    modality     [n] int64: the modality id of every player
+    """
+
+    pairs: torch.Tensor
+    sii: torch.Tensor
+    sii_se: torch.Tensor
+    rg: torch.Tensor
+    rg_se: torch.Tensor
+    sii_samples: torch.Tensor
+    rg_samples: torch.Tensor
+    evaluations: int
+    modality: torch.Tensor
+
+    def matrix(self, field: str = "sii") -> torch.Tensor:
+        """Scatter a per-pair field into [n_a, n_b] for a two-modality game.
+
+        Rows are the players of the smaller modality id, columns those of the other one, both in
+        player order: ``matrix()[r, c]`` is the pair (r-th player of modality a, c-th of modality b).
+        """
+        values = getattr(self, field)
+        ids = torch.unique(self.modality)
+        if len(ids) != 2:
+            raise ValueError(f"matrix() needs exactly two modalities, got ids {ids.tolist()}")
+        in_a = self.modality == ids[0]
+        # Position of each player within its own modality.
+        position = torch.empty_like(self.modality)
+        position[in_a] = torch.arange(int(in_a.sum()))
+        position[~in_a] = torch.arange(int((~in_a).sum()))
+        i, j = self.pairs.T
+        i_in_a = in_a[i]
+        rows = torch.where(i_in_a, position[i], position[j])
+        cols = torch.where(i_in_a, position[j], position[i])
+        out = torch.zeros(int(in_a.sum()), int((~in_a).sum()), dtype=values.dtype)
+        out[rows, cols] = values
+        return out
+
+
+def cross_pairs(modality) -> torch.Tensor:
+    """All pairs (i, j), i < j, with modality[i] != modality[j]: int64 [P, 2], lexicographic."""
+    modality = _as_modality(modality)
+    i, j = torch.triu_indices(len(modality), len(modality), offset=1)
+    keep = modality[i] != modality[j]
+    return torch.stack([i[keep], j[keep]], dim=1)
+
+
+def exact(
+    value: Game,
+    modality,
+    rg_keep: float = 1.0,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> PairInteractions:
+    """Exact SII and RG of every cross-modal pair from one evaluation of all 2^n coalitions.
+
+    With S ranging over the 2^(n-2) subsets of N \\ {i, j} and s = |S|:
+
+        SII(i, j) =  sum_S s!(n-s-2)!/(n-1)!              * D_ij(S)
+        RG(i, j)  = -sum_S rg_keep^s (1-rg_keep)^(n-2-s)  * D_ij(S)
+
+    Args:
+        value: game, bool [B, n] -> float [B]; called on chunks of at most ``max_batch`` rows.
+        modality: int [n], modality id per player.
+        rg_keep: probability that RG keeps each other player in the context, in [0, 1].
+        max_batch: largest number of coalitions per call of ``value``.
+
+    Returns:
+        PairInteractions with zero standard errors, ``*_samples`` = number of contexts with a
+        nonzero weight, ``evaluations`` = 2^n.
+
+    Raises:
+        ValueError: n > 16 (2^n evaluations would be impractical), or invalid arguments.
+    """
+    modality = _as_modality(modality)
+    n = len(modality)
+    if n > MAX_EXACT_PLAYERS:
+        raise ValueError(
+            f"exact() enumerates 2^n coalitions and supports n <= {MAX_EXACT_PLAYERS} players, got n={n}; "
+            "use montecarlo()"
+        )
+    _check_common(modality, rg_keep, max_batch)
+    pairs = cross_pairs(modality)
+
+    # Coalition k has player p present iff bit p of k is set, so a coalition is its own table index.
+    members = ((torch.arange(2**n)[:, None] >> torch.arange(n)) & 1).bool()
+    table = _call_batched(value, members, max_batch)
+
+    # Every context S of N\{i,j} as a bitmask: insert zero bits at positions i < j into the
+    # (n-2)-bit counter k. Shape [P, 2^(n-2)], fully vectorised over pairs and contexts.
+    k = torch.arange(2 ** (n - 2))
+    i, j = pairs[:, :1], pairs[:, 1:]
+    low = k & ((1 << i) - 1)
+    mid = (k >> i) & ((1 << (j - 1 - i)) - 1)
+    high = k >> (j - 1)
+    contexts = low | (mid << (i + 1)) | (high << (j + 1))
+    bit_i, bit_j = 1 << i, 1 << j
+    derivative = table[contexts | bit_i | bit_j] - table[contexts | bit_i] - table[contexts | bit_j] + table[contexts]
+
+    size = members.sum(dim=1)[contexts]
+    sii_weight = torch.tensor([1.0 / ((n - 1) * math.comb(n - 2, s)) for s in range(n - 1)], dtype=torch.float64)
+    rg_weight = _bernoulli_size_weights(n, rg_keep)
+    sii = (sii_weight[size] * derivative).sum(dim=1)
+    rg = -(rg_weight[size] * derivative).sum(dim=1)
+
+    num_pairs = len(pairs)
+    zeros = torch.zeros(num_pairs, dtype=torch.float64)
+    return PairInteractions(
+        pairs=pairs,
+        sii=sii,
+        sii_se=zeros,
+        rg=rg,
+        rg_se=zeros.clone(),
+        sii_samples=torch.full((num_pairs,), 2 ** (n - 2)),
+        rg_samples=(rg_weight[size] > 0).sum(dim=1),
+        evaluations=2**n,
+        modality=modality,
+    )
+
+
+def montecarlo(
+    value: Game,
+    modality,
+    num_contexts: int,
+    seed: int,
+    rg_keep: float = 1.0,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    scheme: Scheme = "outside",
+) -> PairInteractions:
+    """Unbiased Monte Carlo SII and RG of every cross-modal pair, with evaluations shared by pairs.
+
+    A context is a base coalition T [n] and the set of pairs it serves; a served pair (i, j) gets
+    one sample D_ij(S) with S = T \\ {i, j}, from the four coalitions S, S+i, S+j, S+ij. All
+    coalitions of all contexts are deduplicated before calling ``value``, so shared ones (v(S),
+    v(S+i) for all pairs containing i, ...) are evaluated once.
+
+    SII contexts (``num_contexts`` of them), by ``scheme``:
+
+    - ``"outside"`` (DESIGN.md): draw |T| = s with probability proportional to 1/((n-s)(n-s-1)),
+      s = 0..n-2, then T uniform of that size; T serves the cross pairs outside T. A pair lies
+      outside a size-s context with probability (n-s)(n-s-1)/(n(n-1)), which cancels the size
+      weight: given that the pair is served, s is uniform on 0..n-2 and T uniform given s, i.e.
+      S = T follows the SII distribution. Contexts are i.i.d., so the K_ij samples of a pair are
+      i.i.d. given K_ij and their mean is unbiased (for K_ij >= 1; NaN when K_ij = 0). Sizes are
+      not stratified here: with fixed counts per size, the random K_ij per size would turn the
+      per-pair mean into a ratio estimator, which is biased.
+    - ``"owen"``: draw q ~ U(0, 1), then T keeps each player with probability q; T serves every
+      cross pair. Given q, S = T \\ {i, j} keeps each other player with probability q, and
+      integrating the binomial size over q gives |S| uniform on 0..n-2 (Beta-binomial(1, 1)):
+      every pair gets a sample from every context. q, which sets the expected context size, is
+      stratified: the contexts are split into strata of two (three for the last when
+      num_contexts is odd) and each stratum draws its q's i.i.d. uniformly in its own slice of
+      [0, 1] of width proportional to its size, so every pair sees all sizes evenly.
+
+    RG contexts: T keeps each player with probability ``rg_keep`` (``num_contexts`` i.i.d.
+    contexts, serving pairs as in ``scheme``: given a served pair, the other players of S are
+    independent Bernoulli(rg_keep)). When rg_keep is 0 or 1 the context is deterministic: one
+    context serves every pair with S = T \\ {i, j} (for 1: N, N\\i, N\\j, N\\ij) and RG is exact.
+
+    Estimate and standard error per pair, with strata h of probability mass W_h, K_h served
+    contexts in h and D-sample mean m_h and sample variance s_h^2 (ddof 1):
+
+        estimate = sum_h W_h m_h,   SE = sqrt(sum_h W_h^2 s_h^2 / K_h)
+
+    which is the unbiased stratified variance estimate ("outside" and RG: one stratum, so SE is the
+    sample std / sqrt(K)). SE is NaN when some stratum has K_h < 2 (only possible for "outside",
+    for a pair served fewer than twice), and 0 for a deterministic RG.
+
+    Args:
+        value: game, bool [B, n] -> float [B]; called on chunks of at most ``max_batch`` rows.
+        modality: int [n], modality id per player.
+        num_contexts: contexts drawn for SII, and for RG when 0 < rg_keep < 1.
+        seed: seed of the torch.Generator driving every draw (same seed -> same result).
+        rg_keep: probability that RG keeps each other player in the context, in [0, 1].
+        max_batch: largest number of coalitions per call of ``value``.
+        scheme: "outside" (DESIGN.md sharing scheme) or "owen" (stratified multilinear extension).
+
+    Returns:
+        PairInteractions; ``*_samples`` [P] are the served contexts per pair and ``evaluations``
+        the number of coalitions passed to ``value``.
+    """
+    modality = _as_modality(modality)
+    _check_common(modality, rg_keep, max_batch)
+    if scheme not in ("outside", "owen"):
+        raise ValueError(f"scheme must be 'outside' or 'owen', got {scheme!r}")
+    if num_contexts < 2:
+        raise ValueError(f"num_contexts must be >= 2 (a standard error needs two samples), got {num_contexts}")
+    n = len(modality)
+    pairs = cross_pairs(modality)
+    generator = torch.Generator().manual_seed(seed)
+
+    sii_contexts = _sii_contexts(n, pairs, num_contexts, scheme, generator)
+    rg_contexts = _rg_contexts(n, pairs, num_contexts, rg_keep, scheme, generator)
+    (sii_derivative, rg_derivative), evaluations = _derivatives(
+        value, [sii_contexts, rg_contexts], pairs, max_batch
+    )
+    sii, sii_se = _stratified_mean(sii_derivative, sii_contexts)
+    rg, rg_se = _stratified_mean(-rg_derivative, rg_contexts)
+    return PairInteractions(
+        pairs=pairs,
+        sii=sii,
+        sii_se=sii_se,
+        rg=rg,
+        rg_se=rg_se,
+        sii_samples=sii_contexts.served.sum(dim=0),
+        rg_samples=rg_contexts.served.sum(dim=0),
+        evaluations=evaluations,
+        modality=modality,
+    )
+
+
+@dataclass(frozen=True)
+class _Contexts:
+    """M sampled contexts: base coalitions [M, n], served pairs [M, P], stratum of each context
+    [M] with the strata masses [H]; ``deterministic`` when the context distribution is a point mass."""
+
+    base: torch.Tensor
+    served: torch.Tensor
+    stratum: torch.Tensor
+    mass: torch.Tensor
+    deterministic: bool = False
+
+
+def _sii_contexts(n: int, pairs: torch.Tensor, m: int, scheme: Scheme, generator: torch.Generator) -> _Contexts:
+    if scheme == "outside":
+        s = torch.arange(n - 1)
+        size_probability = 1.0 / ((n - s) * (n - s - 1)).double()
+        size = torch.multinomial(size_probability, m, replacement=True, generator=generator)
+        # A uniform subset of each size: the players whose random rank is below it.
+        rank = torch.rand(m, n, generator=generator).argsort(dim=1).argsort(dim=1)
+        base = rank < size[:, None]
+        return _Contexts(base, _outside(base, pairs), torch.zeros(m, dtype=torch.long), torch.ones(1, dtype=torch.float64))
+
+    # Strata of two contexts (the last takes a third if m is odd): two i.i.d. draws per stratum are
+    # the fewest that still give an unbiased within-stratum variance.
+    count = torch.full((m // 2,), 2)
+    count[-1] += m % 2
+    stratum = torch.repeat_interleave(torch.arange(m // 2), count)
+    mass = count.double() / m
+    start = torch.cumsum(mass, 0) - mass
+    q = start[stratum] + mass[stratum] * torch.rand(m, generator=generator, dtype=torch.float64)
+    base = torch.rand(m, n, generator=generator, dtype=torch.float64) < q[:, None]
+    return _Contexts(base, torch.ones(m, len(pairs), dtype=torch.bool), stratum, mass)
+
+
+def _rg_contexts(
+    n: int, pairs: torch.Tensor, m: int, keep: float, scheme: Scheme, generator: torch.Generator
+) -> _Contexts:
+    one_stratum = torch.ones(1, dtype=torch.float64)
+    if keep in (0.0, 1.0):
+        base = torch.full((1, n), keep == 1.0)
+        served = torch.ones(1, len(pairs), dtype=torch.bool)
+        return _Contexts(base, served, torch.zeros(1, dtype=torch.long), one_stratum, deterministic=True)
+    base = torch.rand(m, n, generator=generator, dtype=torch.float64) < keep
+    served = _outside(base, pairs) if scheme == "outside" else torch.ones(m, len(pairs), dtype=torch.bool)
+    return _Contexts(base, served, torch.zeros(m, dtype=torch.long), one_stratum)
+
+
+def _outside(base: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """[M, P]: both players of the pair are absent from the base coalition."""
+    return ~base[:, pairs[:, 0]] & ~base[:, pairs[:, 1]]
+
+
+def _derivatives(
+    value: Game, contexts: list[_Contexts], pairs: torch.Tensor, max_batch: int
+) -> tuple[list[torch.Tensor], int]:
+    """D_ij(T \\ {i, j}) for every served (context, pair) of every context set, as [M, P] tensors
+    (NaN where not served), evaluating each distinct coalition once; also returns that count."""
+    quads = []
+    for ctx in contexts:
+        context_index, pair_index = ctx.served.nonzero(as_tuple=True)
+        rows = torch.arange(len(context_index))
+        i, j = pairs[pair_index, 0], pairs[pair_index, 1]
+        s = ctx.base[context_index].clone()
+        s[rows, i] = False
+        s[rows, j] = False
+        s_i, s_j = s.clone(), s.clone()
+        s_i[rows, i] = True
+        s_j[rows, j] = True
+        s_ij = s_i.clone()
+        s_ij[rows, j] = True
+        quads.append(torch.stack([s, s_i, s_j, s_ij]))  # [4, K, n]
+
+    sizes = [q.shape[1] for q in quads]
+    coalitions = torch.cat(quads, dim=1).reshape(-1, quads[0].shape[-1])
+    unique, inverse = _unique_rows(coalitions)
+    values = _call_batched(value, unique, max_batch)[inverse]
+    v_s, v_i, v_j, v_ij = values.reshape(4, -1)
+    derivative = v_ij - v_i - v_j + v_s
+
+    out = []
+    for ctx, d in zip(contexts, derivative.split(sizes)):
+        full = torch.full(ctx.served.shape, float("nan"), dtype=torch.float64)
+        full[ctx.served] = d
+        out.append(full)
+    return out, len(unique)
+
+
+def _stratified_mean(samples: torch.Tensor, ctx: _Contexts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified mean and its standard error per pair from samples [M, P] (NaN = not served)."""
+    served = ctx.served.double()
+    x = torch.nan_to_num(samples)
+
+    def stratum_sum(t: torch.Tensor) -> torch.Tensor:  # [M, P] -> [H, P]
+        return torch.zeros(len(ctx.mass), t.shape[1], dtype=torch.float64).index_add_(0, ctx.stratum, t)
+
+    count = stratum_sum(served)
+    mean = stratum_sum(x) / count
+    # Two-pass variance: centre on the stratum mean before squaring, for accuracy.
+    centred = torch.nan_to_num((x - mean[ctx.stratum]) * served)
+    variance = stratum_sum(centred**2) / (count - 1)
+    estimate = (ctx.mass[:, None] * mean).sum(dim=0)
+    if ctx.deterministic:
+        return estimate, torch.zeros_like(estimate)
+    se = ((ctx.mass[:, None] ** 2) * variance / count).sum(dim=0).sqrt()
+    return estimate, se
+
+
+def _unique_rows(coalitions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of a bool [B, n] matrix and the index of each row among them.
+
+    torch.unique(dim=0) is ~30x slower than 1-D unique, so rows are packed into 62-bit integer
+    words and identified word by word: after each word, ``ids`` numbers the distinct prefixes.
+    """
+    b, n = coalitions.shape
+    num_words = -(-n // 62)
+    width = -(-n // num_words)
+    padded = torch.nn.functional.pad(coalitions, (0, num_words * width - n)).reshape(b, num_words, width)
+    words = (padded.long() << torch.arange(width)).sum(dim=2)  # [B, num_words]
+    ids = torch.zeros(b, dtype=torch.long)
+    for word in words.T:
+        _, word_id = torch.unique(word, return_inverse=True)
+        _, ids = torch.unique(ids * b + word_id, return_inverse=True)  # < b^2: no overflow
+    first = torch.full((int(ids.max()) + 1 if b else 0,), b).scatter_reduce_(0, ids, torch.arange(b), "amin")
+    return coalitions[first], ids
+
+
+def _call_batched(value: Game, coalitions: torch.Tensor, max_batch: int) -> torch.Tensor:
+    """value() on chunks of at most max_batch rows, concatenated as float64 [B]."""
+    out = []
+    for chunk in coalitions.split(max_batch):
+        result = torch.as_tensor(value(chunk)).to("cpu", torch.float64).reshape(-1)
+        if len(result) != len(chunk):
+            raise ValueError(f"value() returned {len(result)} values for {len(chunk)} coalitions")
+        out.append(result)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def _bernoulli_size_weights(n: int, keep: float) -> torch.Tensor:
+    """Probability of one given context of size s = 0..n-2 when each of the n-2 others is kept
+    with probability keep (0^0 = 1, so keep = 1 puts all mass on S = N \\ {i, j})."""
+    s = torch.arange(n - 1, dtype=torch.float64)
+    keep_t = torch.tensor(keep, dtype=torch.float64)
+    return keep_t**s * (1 - keep_t) ** (n - 2 - s)
+
+
+def _as_modality(modality) -> torch.Tensor:
+    modality = torch.as_tensor(modality)
+    if modality.ndim != 1 or modality.dtype.is_floating_point or modality.dtype == torch.bool:
+        raise ValueError(
+            f"modality must be a 1-D integer tensor of modality ids, got {modality.dtype} {tuple(modality.shape)}"
+        )
+    return modality.long()
+
+
+def _check_common(modality: torch.Tensor, rg_keep: float, max_batch: int) -> None:
+    if not 0.0 <= rg_keep <= 1.0:
+        raise ValueError(f"rg_keep must lie in [0, 1], got {rg_keep}")
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    if len(torch.unique(modality)) < 2:
+        raise ValueError("modality must contain at least two modality ids (no cross-modal pair otherwise)")
