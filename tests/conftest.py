@@ -35,6 +35,21 @@ def make_enrico_subset(dest: Path, n: int, extra_ids=BAD_WIREFRAMES) -> Path:
 
 
 @pytest.fixture
+def one_thread():
+    """Run a test module single-threaded (`pytestmark = pytest.mark.usefixtures("one_thread")`).
+
+    Small tensor ops on 2 cores shared with other processes: intra-op threads spin-wait and make them
+    up to ~100x slower.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def raw_params() -> dict:
     """The repository's params.yaml as a plain dict, to modify per test."""
     return yaml.safe_load((REPO / "params.yaml").read_text())

@@ -17,14 +17,7 @@ N = len(MODALITY)
 SCHEMES = ["outside", "owen"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # These are many small tensor ops: on 2 cores shared with other processes, intra-op threads
-    # spin-wait and make them up to ~100x slower, so this module runs single-threaded.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bitmask(coalitions: torch.Tensor) -> torch.Tensor:

@@ -28,13 +28,7 @@ LENGTHS = {"a": [3, 2, 1, 3], "b": [4, 1, 3, 2]}  # real tokens per example; the
 MODEL_NAMES = ["fl_i2moe", "moe_plain", "dense"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """With tensors this small, intra-op threads only add waiting (x20 on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config_for(name: str, **overrides):

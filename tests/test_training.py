@@ -15,12 +15,7 @@ from fli2moe.training import load_split_tensors, model_config, train_seed
 from conftest import REPO, write_feature_set
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: a second thread only adds waiting
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
