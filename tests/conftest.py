@@ -87,11 +87,14 @@ def make_dvc_repo(dest: Path, env: dict, edit_params=None, enrico_uis: int = 24)
         edit_params(params)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest, env)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "root"], dest, env)
+    # A repository-local identity: CI machines need not have a global one, and `dvc exp` commits too.
+    run(["git", "config", "user.name", "fli2moe tests"], dest, env)
+    run(["git", "config", "user.email", "tests@fli2moe.invalid"], dest, env)
+    run(["git", "commit", "-q", "--allow-empty", "-m", "root"], dest, env)
     run(["dvc", "init", "-q"], dest, env)
     run(["dvc", "config", "core.analytics", "false"], dest, env)
     run(["git", "add", "-A"], dest, env)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "project"], dest, env)
+    run(["git", "commit", "-q", "-m", "project"], dest, env)
     return dest
 
 
