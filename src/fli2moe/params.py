@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-KNOWN_DATASETS = ("enrico",)
+KNOWN_DATASETS = ("enrico", "synthetic", "mmimdb", "mmhs150k")
 KNOWN_MODELS = ("fl_i2moe", "moe_plain", "dense")
 IMAGE_ENCODERS = ("efficientnet-lite0",)
 TEXT_ENCODERS = ("minilm",)
@@ -28,6 +28,16 @@ class ParamsError(ValueError):
 def _positive_int(key: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ParamsError(f"{key} must be a positive integer, got {value!r}")
+
+
+def _optional_positive_int(key: str, value: Any) -> None:
+    if value is not None:
+        _positive_int(key, value)
+
+
+def _folder(key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ParamsError(f"{key} must be a folder path, got {value!r}")
 
 
 def _non_negative_int(key: str, value: Any) -> None:
@@ -91,19 +101,63 @@ class EnricoParams:
     max_per_split: int | None
 
     def validate(self, key: str) -> None:
-        if not isinstance(self.root, str) or not self.root:
-            raise ParamsError(f"{key}.root must be a folder path, got {self.root!r}")
+        _folder(f"{key}.root", self.root)
         ok = (isinstance(self.split, list) and len(self.split) == 3
               and all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in self.split)
               and abs(sum(self.split) - 1.0) < 1e-6)
         if not ok:
             raise ParamsError(f"{key}.split must be three positive fractions summing to 1, got {self.split!r}")
         _non_negative_int(f"{key}.split_seed", self.split_seed)
-        if self.max_per_split is not None:
-            _positive_int(f"{key}.max_per_split", self.max_per_split)
+        _optional_positive_int(f"{key}.max_per_split", self.max_per_split)
 
 
-DATASET_PARAMS = {"enrico": EnricoParams}
+@dataclass(frozen=True)
+class MMIMDbParams:
+    root: str
+    max_per_split: int | None
+
+    def validate(self, key: str) -> None:
+        _folder(f"{key}.root", self.root)
+        _optional_positive_int(f"{key}.max_per_split", self.max_per_split)
+
+
+@dataclass(frozen=True)
+class MMHS150KParams:
+    root: str
+    ocr: str
+    max_per_split: int | None
+
+    def validate(self, key: str) -> None:
+        _folder(f"{key}.root", self.root)
+        _choice(f"{key}.ocr", self.ocr, ("append", "modality", "ignore"))
+        _optional_positive_int(f"{key}.max_per_split", self.max_per_split)
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    tokens: int
+    dim: int
+    sizes: list
+    amplitude: float
+    seed: int
+
+    def validate(self, key: str) -> None:
+        _positive_int(f"{key}.tokens", self.tokens)
+        if self.tokens < 3:
+            raise ParamsError(f"{key}.tokens must be >= 3 (three cue tokens per modality), got {self.tokens}")
+        _positive_int(f"{key}.dim", self.dim)
+        if self.dim < 3:
+            raise ParamsError(f"{key}.dim must be >= 3 (three orthogonal cue directions), got {self.dim}")
+        if not isinstance(self.sizes, list) or len(self.sizes) != 3:
+            raise ParamsError(f"{key}.sizes must be [train, val, test] sample counts, got {self.sizes!r}")
+        for i, size in enumerate(self.sizes):
+            _positive_int(f"{key}.sizes[{i}]", size)
+        _positive_number(f"{key}.amplitude", self.amplitude)
+        _non_negative_int(f"{key}.seed", self.seed)
+
+
+DATASET_PARAMS = {"enrico": EnricoParams, "synthetic": SyntheticParams, "mmimdb": MMIMDbParams,
+                  "mmhs150k": MMHS150KParams}
 
 
 @dataclass(frozen=True)

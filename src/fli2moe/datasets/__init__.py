@@ -8,7 +8,10 @@ the extraction workers, so a loader never holds a dataset's pixels in memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from PIL import Image, UnidentifiedImageError
 
 
 class DataError(ValueError):
@@ -38,10 +41,30 @@ class DatasetSplits:
     skipped: list[dict] = field(default_factory=list)  # {id, split, reason}; split None if dropped before splitting
 
 
+def unreadable_reason(path: Path) -> str | None:
+    """Why the image at `path` cannot be used, or None. Checks the header and the file structure."""
+    if not path.is_file():
+        return f"missing file {path.parent.name}/{path.name}"
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        return f"undecodable {path.parent.name}/{path.name}: {type(e).__name__}: {e}"
+    return None
+
+
 def load_dataset(name: str, params) -> DatasetSplits:
     """Load dataset `name` with its `data.<name>` params section."""
     if name == "enrico":
         from fli2moe.datasets.enrico import load_enrico
 
         return load_enrico(params.data[name])
+    if name == "mmimdb":
+        from fli2moe.datasets.mmimdb import load_mmimdb
+
+        return load_mmimdb(params.data[name])
+    if name == "mmhs150k":
+        from fli2moe.datasets.mmhs150k import load_mmhs150k
+
+        return load_mmhs150k(params.data[name])
     raise DataError(f"unknown dataset {name!r}")

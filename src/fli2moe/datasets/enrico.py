@@ -16,9 +16,7 @@ import csv
 import random
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
-from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample
+from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, unreadable_reason
 
 MODALITIES = [Modality("screenshot", "image"), Modality("wireframe", "image")]
 _FILES = {"screenshot": ("screenshots", ".jpg"), "wireframe": ("wireframes", ".png")}
@@ -47,18 +45,6 @@ def read_labels(path: Path) -> list[tuple[str, str]]:
     if not rows:
         raise DataError(f"{path} has no rows")
     return rows
-
-
-def unreadable_reason(path: Path) -> str | None:
-    """Why the image at `path` cannot be used, or None. Checks the header and the file structure."""
-    if not path.is_file():
-        return f"missing file {path.parent.name}/{path.name}"
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        return f"undecodable {path.parent.name}/{path.name}: {type(e).__name__}: {e}"
-    return None
 
 
 def split_cut(n: int, fractions: list[float]) -> tuple[int, int]:
