@@ -1,0 +1,145 @@
+"""Expert-wise token attributions (DESIGN.md section 5, `attribute`).
+
+For example b, expert e and the target labels of b (`masking.target_labels`, fixed on the input):
+
+    y_e(x) = mean_{c in target} logit_e(x)_c,      contribution c_e(x) = w_e * y_e(x)
+
+with the routing weights w = w(x) computed once on the input and then held constant (detached): a map
+explains what an expert does with the tokens, not how the router picked it. Each method gives a score per
+token slot, `expert [B, E, T]` (padded slots 0), and the whole-model map is the map of
+sum_e w_e y_e(x), w held:
+
+    whole = sum_e expert[:, e]
+
+For `grad_x_input` and `integrated_gradients` this *is* the attribution of the whole-model target logit,
+because both are linear in the function explained (gradients add up; IG integrates the same path for
+every expert). Attention rollout is not linear and the experts have separate attention stacks, so there
+its whole-model map is *defined* as that sum: the routing-weighted mixture of the experts' rollouts. The
+dense model has E = 1 and w = 1, so whole = expert[:, 0].
+
+Methods:
+- attn_grad_rollout (default; Chefer et al. 2021 with rollout normalisation), per expert, with A_l the
+  attention probabilities [heads, T, T] of layer l (l = 1 the first layer applied):
+      Abar_l = rownorm(I + mean_heads ReLU(A_l) * ReLU(dy_e/dA_l))
+      R = Abar_L @ ... @ Abar_2 @ Abar_1
+  Layer l mixes the outputs of layer l - 1 (token i of its output is sum_j Abar_l[i, j] * token j of
+  its input), so composing the layers in the order they are applied multiplies each new layer on the
+  *left*; R[i, j] is then how much output token i draws on input token j. Token score:
+      r_e[j] = mean over real query rows i of R[i, j],    expert[:, e] = w_e * r_e
+  r_e sums to 1 over tokens (R is row-stochastic), so expert e's map sums to w_e and the whole map to 1.
+  The gradient is that of y_e, not of w_e * y_e: with the identity added before normalising, a small w_e
+  inside would make I dominate and flatten the map's shape; w_e enters as the constant factor it is.
+- grad_x_input: expert[b, e, t] = sum_h d c_e / d x[t, h] * x[t, h], x the projected tokens.
+- integrated_gradients (captum): expert[b, e, t] = sum_h (x - x')[t, h] * int_0^1 d c_e/dx(x' + a (x - x'))[t, h] da
+  with x' the masking baseline (every token removed). Completeness: sum_t expert[b, e, t] =
+  c_e(x) - w_e * y_e(x') up to the returned convergence delta.
+
+All of a batch's examples go through one forward and one backward per expert (or one for all, for the
+rollout): in eval mode examples do not interact, so the gradient of the summed objective with respect to
+example b's inputs is that of example b's own objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from captum.attr import IntegratedGradients
+from torch import Tensor
+
+from fli2moe.masking import evaluating, target_logit
+
+METHODS = ("attn_grad_rollout", "grad_x_input", "integrated_gradients")
+
+
+@dataclass
+class Attributions:
+    expert: Tensor  # [B, E, T]: map of expert e's contribution w_e * y_e; padded slots 0
+    whole: Tensor  # [B, T]: sum over experts, the map of the whole-model target logit (w held)
+    contributions: Tensor  # [B, E]: c_e(x) = w_e * y_e(x), the quantities explained
+    delta: Tensor | None = None  # [B, E]: IG convergence delta, sum_t expert - (c_e(x) - c_e(x'))
+
+
+def attribute(model, projected: Tensor, mask: Tensor, target: Tensor, method: str = "attn_grad_rollout",
+              baseline: Tensor | None = None, n_steps: int = 32,
+              internal_batch_size: int | None = None) -> Attributions:
+    """Token maps of each expert's contribution and of the whole model for a batch of examples.
+
+    projected [B, T, H] (not modified), mask [B, T], target [B, C] bool; baseline [T, H] (the masking
+    baseline) is needed by integrated_gradients only; n_steps and internal_batch_size are captum's.
+    Eval mode inside; the model's mode is restored after.
+    """
+    if method not in METHODS:
+        raise ValueError(f"attribution method must be one of {list(METHODS)}, got {method!r}")
+    if method == "integrated_gradients" and baseline is None:
+        raise ValueError("integrated_gradients needs the masking baseline vectors [T, H]")
+    x = projected.detach().requires_grad_()  # [B, T, H]
+    delta = None
+    # enable_grad: the maps are gradients even when the caller runs under no_grad.
+    with evaluating(model), torch.enable_grad():
+        out = model(x, mask, return_attention=method == "attn_grad_rollout")
+        weights = out.weights.detach()  # [B, E], held constant
+        y = target_logit(out.expert_logits, target[:, None])  # [B, E]
+        contributions = weights * y
+        if method == "attn_grad_rollout":
+            expert = weights[..., None] * _rollout_maps(out.attentions, y, mask)
+        elif method == "grad_x_input":
+            E = y.shape[1]
+            grads = [torch.autograd.grad(contributions[:, e].sum(), x, retain_graph=e < E - 1)[0] for e in range(E)]
+            expert = torch.stack([(g * x).sum(-1) for g in grads], 1).detach()  # [B, E, T]
+        else:
+            expert, delta = _integrated_gradients(model, x.detach(), mask, target, weights, baseline, n_steps,
+                                                  internal_batch_size)
+    return Attributions(expert, expert.sum(1), contributions.detach(), delta)
+
+
+def rollout(attentions: list[Tensor], gradients: list[Tensor], mask: Tensor) -> Tensor:
+    """Token scores [B, T] of one expert from its per-layer attentions and their gradients.
+
+    attentions, gradients: per layer, in the order the layers are applied, [B, heads, T, T] (query rows,
+    key columns); mask [B, T]. Abar_l = rownorm(I + mean_heads ReLU(A_l) ReLU(G_l)), R = Abar_L ... Abar_1,
+    score[j] = mean over real query rows i of R[i, j]. Padded columns get 0: a real row never attends to
+    a padded key, and padded rows carry no gradient.
+    """
+    B, _, T, _ = attentions[0].shape
+    eye = torch.eye(T, dtype=attentions[0].dtype, device=attentions[0].device)
+    R = eye.expand(B, T, T)
+    for A, G in zip(attentions, gradients, strict=True):
+        a_bar = (A.relu() * G.relu()).mean(1) + eye  # [B, T, T]
+        R = (a_bar / a_bar.sum(-1, keepdim=True)) @ R  # the later layer on the left
+    real = mask.to(R.dtype)  # [B, T]
+    return (real[:, :, None] * R).sum(1) / real.sum(1, keepdim=True).clamp(min=1)
+
+
+def _rollout_maps(attentions: list[list[Tensor]], y: Tensor, mask: Tensor) -> Tensor:
+    """[B, E, T]: rollout of y_e for every expert, from one backward pass.
+
+    Expert e's attention probabilities only reach y_e, so the gradient of sum_e y_e with respect to them
+    is dy_e/dA^e for every expert at once.
+    """
+    flat = [a for per_expert in attentions for a in per_expert]
+    grads = torch.autograd.grad(y.sum(), flat)
+    L = len(attentions[0])
+    return torch.stack([rollout([a.detach() for a in per_expert], grads[e * L:(e + 1) * L], mask)
+                        for e, per_expert in enumerate(attentions)], 1)
+
+
+def _integrated_gradients(model, x: Tensor, mask: Tensor, target: Tensor, weights: Tensor, baseline: Tensor,
+                          n_steps: int, internal_batch_size: int | None) -> tuple[Tensor, Tensor]:
+    """Captum IG of each contribution c_e on the path from the baseline to x: ([B, E, T], delta [B, E])."""
+
+    def contributions(inputs: Tensor, mask: Tensor, weights: Tensor, target: Tensor) -> Tensor:
+        # [N, E] along the path; the router's output is replaced by the held weights.
+        return weights * target_logit(model(inputs, mask).expert_logits, target[:, None])
+
+    ig = IntegratedGradients(contributions)
+    # Padded slots of the baseline input are irrelevant: the model empties them.
+    start = baseline.to(x.dtype).expand_as(x).contiguous()  # [B, T, H]
+    maps, deltas = [], []
+    for e in range(weights.shape[1]):
+        attr, delta = ig.attribute(x, baselines=start, target=e, additional_forward_args=(mask, weights, target),
+                                   n_steps=n_steps, internal_batch_size=internal_batch_size,
+                                   return_convergence_delta=True)
+        maps.append(attr.sum(-1))  # [B, T]
+        deltas.append(delta)
+    return torch.stack(maps, 1).detach(), torch.stack(deltas, 1).detach()
