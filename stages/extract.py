@@ -11,6 +11,7 @@ import torch
 
 from fli2moe.artifacts import write_json
 from fli2moe.datasets import DataError, load_dataset
+from fli2moe.datasets.synthetic import write_synthetic_feature_set
 from fli2moe.encoders import EncoderError, load_encoder, pick_device
 from fli2moe.extraction import extract_feature_set
 from fli2moe.params import ParamsError, load_params
@@ -25,25 +26,35 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    out = args.out or f"features/{args.dataset}"
+    synthetic = args.dataset == "synthetic"  # generated features: no raw data, no encoder
     try:
         params = load_params(args.params)
         if args.dataset not in params.datasets:
             raise ParamsError(f"--dataset {args.dataset!r} is not in datasets: {params.datasets}")
-        device = pick_device(params.device)
-        dataset = load_dataset(args.dataset, params)
-        encoders = {}
-        for modality in dataset.modalities:  # one encoder instance per kind, shared by the modalities of that kind
-            shared = next((e for e in encoders.values() if e.kind == modality.kind), None)
-            encoders[modality.name] = shared or load_encoder(modality.kind, params.extract).to(device)
+        if not synthetic:
+            device = pick_device(params.device)
+            dataset = load_dataset(args.dataset, params)
+            encoders = {}
+            for modality in dataset.modalities:  # one encoder per kind, shared by the modalities of that kind
+                shared = next((e for e in encoders.values() if e.kind == modality.kind), None)
+                encoders[modality.name] = shared or load_encoder(modality.kind, params.extract).to(device)
     except (ParamsError, DataError, EncoderError) as e:
         print(f"extract: {e}", file=sys.stderr)
         return 2
 
     torch.manual_seed(params.seed)
     start = time.perf_counter()
-    manifest = extract_feature_set(dataset, encoders, args.out or f"features/{args.dataset}",
-                                   params.extract.batch_size, params.extract.num_workers, device)
-    seconds = time.perf_counter() - start
+    if synthetic:
+        manifest = write_synthetic_feature_set(params.data["synthetic"], out)
+    else:
+        manifest = extract_feature_set(dataset, encoders, out, params.extract.batch_size,
+                                       params.extract.num_workers, device)
+    return finish(args, manifest, time.perf_counter() - start)
+
+
+def finish(args, manifest: dict, seconds: float) -> int:
+    """Log the run and write the stage's metrics."""
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     total = sum(manifest["splits"].values())
     for item in manifest["skipped"]:

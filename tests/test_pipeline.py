@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def tiny(params):
+    params["datasets"] = ["enrico"]
     params["data"]["enrico"]["max_per_split"] = 4
     params["extract"]["batch_size"] = 4
 
@@ -42,10 +43,12 @@ def test_extract_stage_runs_under_dvc_and_is_cached(tmp_path, venv_env):
 
 def tiny_training(params):
     params["data"]["enrico"]["max_per_split"] = 8
+    params["data"]["synthetic"]["sizes"] = [32, 8, 8]
     params["extract"]["batch_size"] = 8
     params["model"].update(hidden=8, heads=2)
     params["moe"]["router_hidden"] = 8
     params["train"].update(epochs=1, seeds=[0], batch_size=8)
+    params["attribution"].update(examples=4, random_repeats=2, bootstrap=50)
 
 
 def stages_run(output: str) -> set[str]:
@@ -55,19 +58,24 @@ def stages_run(output: str) -> set[str]:
 def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_env):
     repo = make_dvc_repo(tmp_path / "repo", venv_env, tiny_training, enrico_uis=40)
     first = run(["dvc", "repro"], repo, venv_env)
-    assert stages_run(first) == {"extract@enrico", "train@enrico-fl_i2moe", "train@enrico-moe_plain",
-                                 "train_dense@enrico", "baselines@enrico"}
+    assert stages_run(first) == {f"{stage}@{dataset}{model}" for dataset in ("enrico", "synthetic") for stage, model in
+                                 [("extract", ""), ("train", "-fl_i2moe"), ("train", "-moe_plain"),
+                                  ("train_dense", ""), ("baselines", ""), ("attribute", "-fl_i2moe"),
+                                  ("attribute", "-dense")]}
     run(["git", "add", "-A"], repo, venv_env)
     run(["git", "commit", "-q", "-m", "baseline run"], repo, venv_env)
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
 
     output = run(["dvc", "exp", "run", "-S", "moe.num_experts=5"], repo, venv_env)
-    assert stages_run(output) == {"train@enrico-fl_i2moe", "train@enrico-moe_plain"}
+    assert stages_run(output) == {f"{stage}@{dataset}-{model}" for dataset in ("enrico", "synthetic")
+                                  for stage, model in [("train", "fl_i2moe"), ("train", "moe_plain"),
+                                                       ("attribute", "fl_i2moe")]}
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert lock_after["train_dense@enrico"] == lock_before["train_dense@enrico"]
     assert lock_after["train@enrico-fl_i2moe"]["params"]["params.yaml"]["moe"]["num_experts"] == 5
     routing = load_file(repo / "models" / "enrico-fl_i2moe" / "test_routing.safetensors")["weights"]
     assert routing.shape[-1] == 5  # [seeds, N_test, experts]
-    diff = run(["dvc", "metrics", "diff", "--json"], repo, venv_env)
-    assert "metrics/train/enrico-fl_i2moe.json" in json.loads(diff)
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, venv_env))
+    assert "metrics/train/enrico-fl_i2moe.json" in diff and "metrics/attribution/enrico-fl_i2moe.json" in diff
+    assert not any("dense" in path for path in diff)
     assert "up to date" in run(["dvc", "status"], repo, venv_env)

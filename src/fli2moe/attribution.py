@@ -59,20 +59,37 @@ class Attributions:
     contributions: Tensor  # [B, E]: c_e(x) = w_e * y_e(x), the quantities explained
     delta: Tensor | None = None  # [B, E]: IG convergence delta, sum_t expert - (c_e(x) - c_e(x'))
 
+    def stacked(self) -> Tensor:
+        """[B, S, T]: the whole-model map, then each expert's map when there are several (S = 1 + E, or 1)."""
+        whole = self.whole[:, None]
+        return whole if self.expert.shape[1] == 1 else torch.cat([whole, self.expert], 1)
+
 
 def attribute(model, projected: Tensor, mask: Tensor, target: Tensor, method: str = "attn_grad_rollout",
-              baseline: Tensor | None = None, n_steps: int = 32,
-              internal_batch_size: int | None = None) -> Attributions:
+              baseline: Tensor | None = None, n_steps: int = 32, internal_batch_size: int | None = None,
+              batch_size: int | None = None) -> Attributions:
     """Token maps of each expert's contribution and of the whole model for a batch of examples.
 
     projected [B, T, H] (not modified), mask [B, T], target [B, C] bool; baseline [T, H] (the masking
     baseline) is needed by integrated_gradients only; n_steps and internal_batch_size are captum's.
-    Eval mode inside; the model's mode is restored after.
+    `batch_size` examples at a time (all at once when None) bound the memory of the retained graphs;
+    examples do not interact, so the maps do not depend on it. Eval mode inside; the model's mode is
+    restored after.
     """
     if method not in METHODS:
         raise ValueError(f"attribution method must be one of {list(METHODS)}, got {method!r}")
     if method == "integrated_gradients" and baseline is None:
         raise ValueError("integrated_gradients needs the masking baseline vectors [T, H]")
+    parts = [_attribute_batch(model, projected[chunk], mask[chunk], target[chunk], method, baseline, n_steps,
+                              internal_batch_size)
+             for chunk in torch.arange(len(projected)).split(batch_size or len(projected))]
+    delta = None if parts[0].delta is None else torch.cat([p.delta for p in parts])
+    return Attributions(*(torch.cat([getattr(p, name) for p in parts]) for name in ("expert", "whole", "contributions")),
+                        delta)
+
+
+def _attribute_batch(model, projected: Tensor, mask: Tensor, target: Tensor, method: str, baseline: Tensor | None,
+                     n_steps: int, internal_batch_size: int | None) -> Attributions:
     x = projected.detach().requires_grad_()  # [B, T, H]
     delta = None
     # enable_grad: the maps are gradients even when the caller runs under no_grad.

@@ -128,7 +128,7 @@ def faithfulness(model, projected: Tensor, mask: Tensor, attributions: Attributi
     N, T = mask.shape
     slices, names = list(model.modality_slices.values()), list(model.modality_slices)
     E = attributions.expert.shape[1]
-    maps = attributions.whole[:, None] if E == 1 else torch.cat([attributions.whole[:, None], attributions.expert], 1)
+    maps = attributions.stacked()
     S_maps = maps.shape[1]  # [N, S_maps, T]: whole, then each expert of a mixture
     random_order = torch.rand(N, random_repeats, T, generator=torch.Generator().manual_seed(seed))
     rankings = torch.cat([maps.to(mask.device), random_order.to(mask.device, maps.dtype)], 1)  # [N, S, T]

@@ -238,6 +238,42 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class ExplainParams:
+    baseline: str
+    model_seed: int
+    max_batch: int
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.baseline", self.baseline, ("mean", "zero"))
+        _non_negative_int(f"{key}.model_seed", self.model_seed)
+        _positive_int(f"{key}.max_batch", self.max_batch)
+
+
+@dataclass(frozen=True)
+class AttributionParams:
+    method: str
+    examples: int | None
+    k_percents: list
+    random_repeats: int
+    quantity: str
+    ig_steps: int
+    bootstrap: int
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.method", self.method, ("attn_grad_rollout", "grad_x_input", "integrated_gradients"))
+        _optional_positive_int(f"{key}.examples", self.examples)
+        if not isinstance(self.k_percents, list) or not self.k_percents:
+            raise ParamsError(f"{key}.k_percents must be a non-empty list of percentages, got {self.k_percents!r}")
+        for i, k in enumerate(self.k_percents):
+            if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 100:
+                raise ParamsError(f"{key}.k_percents[{i}] must be in (0, 100], got {k!r}")
+        _positive_int(f"{key}.random_repeats", self.random_repeats)
+        _choice(f"{key}.quantity", self.quantity, ("prob", "logit"))
+        _positive_int(f"{key}.ig_steps", self.ig_steps)
+        _positive_int(f"{key}.bootstrap", self.bootstrap)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     device: str
@@ -248,6 +284,8 @@ class Params:
     model: ModelParams
     moe: MoEParams
     train: TrainParams
+    explain: ExplainParams
+    attribution: AttributionParams
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Params":
@@ -273,10 +311,16 @@ class Params:
         for name in raw["datasets"]:
             if name not in data:
                 raise ParamsError(f"datasets lists {name!r} but data.{name} is missing")
-        return cls(seed=raw["seed"], device=raw["device"], datasets=raw["datasets"], models=raw["models"],
-                   data=data, extract=_build(ExtractParams, raw["extract"], "extract"),
-                   model=_build(ModelParams, raw["model"], "model"), moe=_build(MoEParams, raw["moe"], "moe"),
-                   train=_build(TrainParams, raw["train"], "train"))
+        params = cls(seed=raw["seed"], device=raw["device"], datasets=raw["datasets"], models=raw["models"],
+                     data=data, extract=_build(ExtractParams, raw["extract"], "extract"),
+                     model=_build(ModelParams, raw["model"], "model"), moe=_build(MoEParams, raw["moe"], "moe"),
+                     train=_build(TrainParams, raw["train"], "train"),
+                     explain=_build(ExplainParams, raw["explain"], "explain"),
+                     attribution=_build(AttributionParams, raw["attribution"], "attribution"))
+        if params.explain.model_seed not in params.train.seeds:
+            raise ParamsError(f"explain.model_seed = {params.explain.model_seed} is not one of train.seeds "
+                              f"{params.train.seeds}: only trained seeds can be explained")
+        return params
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

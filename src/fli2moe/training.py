@@ -9,13 +9,16 @@ Everything is seeded: shuffling, dropout and the gaussian perturbations of the i
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from fli2moe.features import load_split
 from fli2moe.models import CONFIG_CLASSES, ModalitySpec, MultimodalModel, build_model
@@ -136,3 +139,14 @@ def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, tr
         test_weights=test_weights,
         seconds=seconds,
     )
+
+
+def load_trained_model(folder, seed: int) -> MultimodalModel:
+    """The model saved by the train stage in `folder` (config.json + seed<seed>.safetensors), in eval mode."""
+    folder = Path(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    if seed not in saved["seeds"]:
+        raise ValueError(f"{folder} holds seeds {saved['seeds']}, not {seed} (explain.model_seed)")
+    model = build_model(saved["model"], saved["config"])
+    model.load_state_dict(load_file(folder / f"seed{seed}.safetensors"))
+    return model.eval()
