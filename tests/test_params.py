@@ -27,6 +27,19 @@ def test_repository_params_load():
     (lambda p: p["data"].pop("enrico"), "data.enrico"),
     (lambda p: p.update(device="tpu"), "device"),
     (lambda p: p.update(sede=1), "sede"),
+    (lambda p: p["model"].update(hidden=30, heads=4), "model.hidden"),
+    (lambda p: p["moe"].update(perturb="dropout"), "moe.perturb"),
+    (lambda p: p["moe"].update(tau=0), "moe.tau"),
+    (lambda p: p["train"].update(seeds=[]), "train.seeds"),
+    (lambda p: p["train"].update(lr=-1e-3), "train.lr"),
+    (lambda p: p["explain"].update(model_seed=7), "explain.model_seed"),
+    (lambda p: p["explain"].update(baseline="blur"), "explain.baseline"),
+    (lambda p: p["attribution"].update(k_percents=[5, 150]), "attribution.k_percents[1]"),
+    (lambda p: p["attribution"].update(method="lime"), "attribution.method"),
+    (lambda p: p["probe"].update(estimator="exact", candidates=9), "probe.candidates"),
+    (lambda p: p["probe"].update(rg_keep=1.5), "probe.rg_keep"),
+    (lambda p: p["probe"].update(num_contexts=1), "probe.num_contexts"),
+    (lambda p: p["data"]["synthetic"].update(tokens=2), "data.synthetic.tokens"),
 ])
 def test_impossible_values_are_rejected_naming_the_key(raw_params, edit, key):
     edit(raw_params)

@@ -274,6 +274,33 @@ class AttributionParams:
 
 
 @dataclass(frozen=True)
+class ProbeParams:
+    examples: int | None
+    candidates: int | str
+    estimator: str
+    num_contexts: int
+    rg_keep: float
+    quantity: str
+
+    def validate(self, key: str) -> None:
+        _optional_positive_int(f"{key}.examples", self.examples)
+        if self.candidates != "all":
+            _positive_int(f"{key}.candidates", self.candidates)
+        _choice(f"{key}.estimator", self.estimator, ("montecarlo", "exact"))
+        if self.estimator == "exact" and self.candidates == "all":
+            raise ParamsError(f"{key}.estimator = exact needs a number of {key}.candidates (2^n coalitions)")
+        if self.estimator == "exact" and 2 * self.candidates > 16:
+            raise ParamsError(f"{key}.estimator = exact enumerates 2^n coalitions and allows n <= 16 "
+                              f"candidates, {key}.candidates = {self.candidates} per modality gives more")
+        _positive_int(f"{key}.num_contexts", self.num_contexts)
+        if self.num_contexts < 2:
+            raise ParamsError(f"{key}.num_contexts must be >= 2 (a standard error needs two samples)")
+        if isinstance(self.rg_keep, bool) or not isinstance(self.rg_keep, (int, float)) or not 0 <= self.rg_keep <= 1:
+            raise ParamsError(f"{key}.rg_keep must be a probability in [0, 1], got {self.rg_keep!r}")
+        _choice(f"{key}.quantity", self.quantity, ("logit", "prob"))
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     device: str
@@ -286,6 +313,7 @@ class Params:
     train: TrainParams
     explain: ExplainParams
     attribution: AttributionParams
+    probe: ProbeParams
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Params":
@@ -316,7 +344,8 @@ class Params:
                      model=_build(ModelParams, raw["model"], "model"), moe=_build(MoEParams, raw["moe"], "moe"),
                      train=_build(TrainParams, raw["train"], "train"),
                      explain=_build(ExplainParams, raw["explain"], "explain"),
-                     attribution=_build(AttributionParams, raw["attribution"], "attribution"))
+                     attribution=_build(AttributionParams, raw["attribution"], "attribution"),
+                     probe=_build(ProbeParams, raw["probe"], "probe"))
         if params.explain.model_seed not in params.train.seeds:
             raise ParamsError(f"explain.model_seed = {params.explain.model_seed} is not one of train.seeds "
                               f"{params.train.seeds}: only trained seeds can be explained")
