@@ -1,0 +1,262 @@
+"""Interaction probes: coalition engine, candidate selection, probe runs, planted-pair recovery.
+
+Known answers come from `GateModel`, hand-made: its target logit is an AND (or an OR) of tokens being
+present, so SII and RG are known in closed form. The real FL-I2MoE (tiny, random weights) checks what
+must hold for it: batch invariance, chunking, exact vs Monte Carlo agreement, reproducibility.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fli2moe.attribution import attribute
+from fli2moe.interactions import exact
+from fli2moe.masking import remove_tokens, target_labels, target_score
+from fli2moe.models import FLI2MoEConfig, ModalitySpec, ModelOutput, build_model
+from fli2moe.probing import (
+    aggregate_recovery,
+    coalition_game,
+    pair_rows,
+    planted_pair_recovery,
+    probe_examples,
+    probe_metrics,
+    select_candidates,
+    synthetic_recovery,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MODALITIES = [ModalitySpec("a", dim=5, tokens=4), ModalitySpec("b", dim=4, tokens=5)]
+T, H = 9, 8
+SLICES = {"a": slice(0, 4), "b": slice(4, 9)}
+
+
+class GateModel(nn.Module):
+    """Target logit = AND (product) or OR (1 - product of absences) of the presence of `gate` tokens.
+
+    A token is present when its projected vector differs from the baseline (zeros here). Logits are
+    (g, -1) with g in {0, 1}, so class 0 is the target on the full input; one expert of weight 1.
+    """
+
+    def __init__(self, gate: list[int], kind: str):
+        super().__init__()
+        self.gate, self.kind = gate, kind
+        self.modality_slices = SLICES
+
+    def project(self, tokens: dict) -> torch.Tensor:
+        return torch.cat([tokens[m] for m in self.modality_slices], 1)
+
+    def concat_mask(self, mask: dict) -> torch.Tensor:
+        return torch.cat([mask[m] for m in self.modality_slices], 1)
+
+    def forward(self, projected, mask):
+        present = (projected[:, self.gate] != 0).any(-1).to(projected.dtype)  # [B, len(gate)]
+        g = present.prod(1) if self.kind == "and" else 1 - (1 - present).prod(1)  # [B]
+        expert_logits = torch.stack([g, -torch.ones_like(g)], -1)[:, None]  # [B, 1, 2]
+        weights = torch.ones(len(g), 1)
+        return ModelOutput(expert_logits[:, 0], expert_logits, expert_logits, weights)
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    config = FLI2MoEConfig(modalities=MODALITIES, num_classes=3, hidden=H, layers=2, heads=2, mlp_ratio=2,
+                           dropout=0.0, num_experts=4, router_hidden=8)
+    return build_model("fl_i2moe", config).eval()
+
+
+def tiny_inputs(lengths_b=(5, 3, 4), seed=1):
+    """projected [B, T, H], mask [B, T] (b padded at the end), baseline [T, H], predicted targets [B, C]."""
+    g = torch.Generator().manual_seed(seed)
+    projected = torch.randn(len(lengths_b), T, H, generator=g)
+    mask = torch.ones(len(lengths_b), T, dtype=torch.bool)
+    for i, n in enumerate(lengths_b):
+        mask[i, 4 + n:] = False
+    return projected, mask, torch.randn(T, H, generator=g)
+
+
+def predicted(model, projected, mask):
+    with torch.no_grad():
+        return target_labels(model(projected, mask).logits, "multiclass")
+
+
+# --- coalition engine --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, sii, rg", [("and", 1.0, -1.0), ("or", -1.0, 1.0)])
+def test_gate_model_has_the_known_sii_and_rg(kind, sii, rg):
+    # Gate of slot 1 (a), slot 6 (b) and slot 3 (a, not a candidate: it must stay present throughout).
+    model = GateModel([1, 6] if kind == "or" else [1, 6, 3], kind)
+    projected = torch.randn(T, H).abs() + 0.5  # no entry equals the zero baseline
+    mask = torch.ones(T, dtype=torch.bool)
+    mask[8] = False
+    target = predicted(model, projected[None], mask[None])[0]
+    candidates = torch.tensor([0, 1, 2, 4, 5, 6, 7])  # not 3 (non-candidate), not 8 (padding)
+    value, modality = coalition_game(model, projected, mask, target, candidates, torch.zeros(T, H), "multiclass",
+                                     "logit", max_batch=16)
+    assert modality.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    result = exact(value, modality)
+    expected = torch.zeros(2, 3, 4, dtype=torch.float64)
+    expected[:, 1, 2] = torch.tensor([sii, rg])  # slot 1 is a's 2nd candidate, slot 6 is b's 3rd
+    torch.testing.assert_close(result.matrix("sii"), expected[0])
+    torch.testing.assert_close(result.matrix("rg"), expected[1])
+
+
+def test_engine_is_batch_invariant_chunked_and_scores_the_masked_input():
+    model = tiny_model()
+    projected, mask, baseline = tiny_inputs()
+    projected, mask = projected[1], mask[1]  # b has 3 real tokens
+    target = predicted(model, projected[None], mask[None])[0]
+    candidates = torch.tensor([0, 2, 3, 4, 5, 6])
+    max_batch = 8
+    value, _ = coalition_game(model, projected, mask, target, candidates, baseline, "multiclass", "prob", max_batch)
+    coalitions = torch.rand(37, 6, generator=torch.Generator().manual_seed(0)) < 0.5
+
+    rows = []
+    hook = model.register_forward_hook(lambda module, args, out: rows.append(len(args[0])))
+    together = value(coalitions)
+    hook.remove()
+    assert max(rows) <= max_batch and len(rows) == -(-37 // max_batch) + 1  # + 1: routing on the full input
+    assert together.std() > 0
+    for k in range(len(coalitions)):
+        assert torch.equal(value(coalitions[k:k + 1]), together[k:k + 1])
+
+    # The value of a coalition is the score of the input with its absent candidates removed.
+    keep = torch.ones(T, dtype=torch.bool)
+    keep[candidates[~coalitions[5]]] = False
+    with torch.no_grad():
+        out = model(remove_tokens(projected, keep, baseline)[None], mask[None])
+    torch.testing.assert_close(together[5], target_score(out.logits, target[None], "multiclass", "prob")[0])
+
+
+def test_engine_rejects_padded_or_repeated_candidates():
+    model = tiny_model()
+    projected, mask, baseline = tiny_inputs()
+    target = predicted(model, projected, mask)
+    with pytest.raises(ValueError, match="padding"):
+        coalition_game(model, projected[1], mask[1], target[1], [0, 8], baseline, "multiclass")
+    with pytest.raises(ValueError, match="distinct"):
+        coalition_game(model, projected[1], mask[1], target[1], [0, 0, 4], baseline, "multiclass")
+
+
+# --- candidate selection -----------------------------------------------------------------------------
+
+def test_select_candidates_takes_the_top_real_tokens_per_modality():
+    #                        a: 0    1    2    3  | b: 4    5    6    7    8 (padded)
+    whole = torch.tensor([0.1, 0.5, 0.5, 0.2, 0.3, 0.0, 0.7, 0.3, 9.0])
+    mask = torch.tensor([True] * 8 + [False])
+    assert select_candidates(whole, mask, SLICES, 1).tolist() == [1, 6]  # tie 1/2 -> 1; 8 is padding
+    assert select_candidates(whole, mask, SLICES, 2).tolist() == [1, 2, 4, 6]  # tie 4/7 -> 4
+    assert select_candidates(whole, mask, SLICES, "all").tolist() == list(range(8))
+    assert select_candidates(whole, mask, SLICES, 10).tolist() == list(range(8))
+    with pytest.raises(ValueError):
+        select_candidates(whole, mask, SLICES, 0)
+
+
+# --- recovery metrics --------------------------------------------------------------------------------
+
+POSITIONS = [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]]
+
+
+def test_planted_pair_recovery_on_hand_made_estimates():
+    sii = [0.1, 0.2, 0.9, -0.3, 1.5, float("nan")]  # planted synergy (1, 0): 2nd
+    rg = [0.4, -0.2, 0.0, 0.1, 0.0, 0.3]  # planted redundancy (2, 0): 0.0, tied with (1, 0) -> rank 5
+    row = planted_pair_recovery(POSITIONS, sii, rg, synergy=[1, 0], redundancy=[2, 0])
+    assert row == {"pairs": 6,
+                   "synergy_found": True, "synergy_rank": 2, "synergy_precision@1": False,
+                   "synergy_precision@5": True, "synergy_sign_correct": True,
+                   "redundancy_found": True, "redundancy_rank": 5, "redundancy_precision@1": False,
+                   "redundancy_precision@5": True, "redundancy_sign_correct": False}
+    # An unsampled (NaN) planted pair ranks last; a planted pair outside the candidates is missing.
+    row = planted_pair_recovery(POSITIONS, sii, rg, synergy=[2, 1], redundancy=[3, 0])
+    assert row["synergy_rank"] == 6 and row["synergy_sign_correct"] is False
+    assert not row["redundancy_found"] and row["redundancy_rank"] is None
+    assert row["redundancy_sign_correct"] is None and not row["redundancy_precision@5"]
+
+
+def test_aggregate_recovery_counts_missing_pairs_as_misses():
+    sii = [0.1, 0.2, 0.9, -0.3, 1.5, 0.0]
+    rg = [0.4, -0.2, 0.0, 0.1, 0.0, 0.3]
+    rows = [planted_pair_recovery(POSITIONS, sii, rg, [2, 0], [0, 0]),  # synergy rank 1, redundancy rank 1
+            planted_pair_recovery(POSITIONS, sii, rg, [1, 1], [2, 1]),  # synergy rank 6 (SII < 0), rg rank 2
+            planted_pair_recovery(POSITIONS, sii, rg, [5, 5], [5, 5])]  # both missing
+    agg = aggregate_recovery(rows)
+    assert agg["synergy_examples"] == 3 and agg["synergy_missing"] == 1 and agg["synergy_found"] == 2
+    assert agg["synergy_missing_share"] == pytest.approx(1 / 3)
+    assert agg["synergy_mean_rank"] == pytest.approx(3.5)
+    assert agg["synergy_precision@1"] == pytest.approx(1 / 3)
+    assert agg["synergy_precision@5"] == pytest.approx(1 / 3)
+    assert agg["synergy_sign_accuracy"] == pytest.approx(0.5)
+    assert agg["synergy_chance_precision@1"] == pytest.approx(2 / 3 / 6)
+    assert agg["redundancy_mean_rank"] == pytest.approx(1.5)
+    assert agg["redundancy_precision@5"] == pytest.approx(2 / 3)
+    assert agg["redundancy_sign_accuracy"] == pytest.approx(1.0)
+    assert aggregate_recovery([planted_pair_recovery(POSITIONS, sii, rg, [5, 5], [5, 5])])["synergy_mean_rank"] is None
+
+
+# --- probing real examples ---------------------------------------------------------------------------
+
+@pytest.fixture
+def probed(one_thread):  # function scope: a module-scoped fixture would run before one_thread
+    """Three tiny examples, the first duplicated as the last: exact and two Monte Carlo runs."""
+    model = tiny_model()
+    projected, mask, baseline = tiny_inputs((5, 3, 4))
+    projected, mask = torch.cat([projected, projected[:1]]), torch.cat([mask, mask[:1]])
+    targets = predicted(model, projected, mask)
+    maps = attribute(model, projected, mask, targets).whole
+    args = (model, projected, mask, targets, maps, baseline, "multiclass", 3)
+    run = dict(num_contexts=3000, rg_keep=0.5, quantity="logit", max_batch=64)
+    return dict(exact=probe_examples(*args, estimator="exact", **run),
+                mc=probe_examples(*args, estimator="montecarlo", seed=7, **run),
+                again=probe_examples(*args, estimator="montecarlo", seed=7, **run),
+                other=probe_examples(*args, estimator="montecarlo", seed=8, **run), maps=maps, mask=mask)
+
+
+def test_exact_and_montecarlo_agree_within_four_standard_errors(probed):
+    for ex, mc, map_, mask in zip(probed["exact"], probed["mc"], probed["maps"], probed["mask"]):
+        assert torch.equal(ex.candidates, select_candidates(map_, mask, SLICES, 3))
+        assert torch.equal(ex.candidates, mc.candidates)
+        assert torch.equal(ex.positions, ex.candidates - torch.where(ex.candidates >= 4, 4, 0))
+        a, b = ex.interactions, mc.interactions
+        assert torch.equal(a.pairs, b.pairs) and len(a.pairs) == 3 * 3
+        assert a.sii.abs().max() > 1e-3 and (b.sii_se > 0).all() and (b.rg_se > 0).all()
+        assert ((b.sii - a.sii).abs() <= 4 * b.sii_se + 1e-6).all()
+        assert ((b.rg - a.rg).abs() <= 4 * b.rg_se + 1e-6).all()
+        assert ex.evaluations == 2**6 and ex.seconds > 0
+
+
+def test_same_seed_same_result_and_examples_draw_their_own_contexts(probed):
+    for mc, again, other in zip(probed["mc"], probed["again"], probed["other"]):
+        assert torch.equal(mc.interactions.sii, again.interactions.sii)
+        assert torch.equal(mc.interactions.rg_se, again.interactions.rg_se)
+        assert not torch.equal(mc.interactions.sii, other.interactions.sii)
+    first, duplicate = probed["mc"][0], probed["mc"][3]  # the same input at two example indices
+    assert torch.equal(probed["exact"][0].interactions.sii, probed["exact"][3].interactions.sii)
+    assert not torch.equal(first.interactions.sii, duplicate.interactions.sii)
+
+
+def test_pair_rows_metrics_and_synthetic_recovery(probed):
+    results = probed["mc"]
+    rows = pair_rows(results, ids=["x0", "x1", "x2", "x3"], modality_names=["a", "b"])
+    assert len(rows) == 4 * 9
+    first = results[0]
+    pair = first.interactions.pairs[0]
+    assert rows[0]["id"] == "x0" and rows[0]["modality_i"] == "a" and rows[0]["modality_j"] == "b"
+    assert rows[0]["slot_i"] == first.candidates[pair[0]] and rows[0]["position_j"] == first.positions[pair[1]]
+    assert rows[0]["sii"] == first.interactions.sii[0].item()
+    assert all(r["significant"] == (abs(r["sii"]) > 1.96 * r["sii_se"]) for r in rows)
+    metrics = probe_metrics(results)
+    assert metrics["pairs"] == 36 and metrics["examples"] == 4
+    assert metrics["significant_share"] == pytest.approx(sum(r["significant"] for r in rows) / 36)
+    assert metrics["mean_abs_sii"] == pytest.approx(sum(abs(r["sii"]) for r in rows) / 36)
+
+    # Plant, in example 1, the top-SII pair as the synergy and the lowest-RG pair as the redundancy.
+    ex = probed["exact"][1]
+    positions = ex.positions[ex.interactions.pairs]
+    truth = {"synergy": [[9, 9]] * 4, "redundancy": [[9, 9]] * 4}
+    truth["synergy"][1] = positions[ex.interactions.sii.argmax()].tolist()
+    truth["redundancy"][1] = positions[ex.interactions.rg.argmin()].tolist()
+    rows = synthetic_recovery(probed["exact"], truth)
+    assert [r["example"] for r in rows] == [0, 1, 2, 3]
+    assert rows[1]["synergy_rank"] == 1 and rows[1]["redundancy_rank"] == 9
+    assert not rows[0]["synergy_found"]
