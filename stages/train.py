@@ -36,8 +36,9 @@ def main() -> int:
     torch.use_deterministic_algorithms(True)
     splits = {s: load_split_tensors(f"features/{args.dataset}", s, manifest) for s in ("train", "val", "test")}
 
-    runs = [train_seed(args.model, config, splits, manifest["task"], params.train, seed, device)
-            for seed in params.train.seeds]
+    train_params = params.train.for_dataset(args.dataset)
+    runs = [train_seed(args.model, config, splits, manifest["task"], train_params, seed, device)
+            for seed in train_params.seeds]
 
     with atomic_folder(f"models/{key}") as folder:
         write_json(folder / "config.json", {"model": args.model, "dataset": args.dataset,

@@ -40,12 +40,24 @@ def test_repository_params_load():
     (lambda p: p["probe"].update(rg_keep=1.5), "probe.rg_keep"),
     (lambda p: p["probe"].update(num_contexts=1), "probe.num_contexts"),
     (lambda p: p["data"]["synthetic"].update(tokens=2), "data.synthetic.tokens"),
+    (lambda p: p["train"]["overrides"].update(imagenet={"lr": 0.1}), "train.overrides"),
+    (lambda p: p["train"]["overrides"].update(enrico={"seeds": [1]}), "train.overrides.enrico"),
+    (lambda p: p["train"]["overrides"].update(enrico={"lr": 0}), "train.overrides.enrico.lr"),
 ])
+
 def test_impossible_values_are_rejected_naming_the_key(raw_params, edit, key):
     edit(raw_params)
     with pytest.raises(ParamsError) as e:
         Params.from_dict(raw_params)
     assert key in str(e.value)
+
+
+def test_train_overrides_apply_to_their_dataset_only(raw_params):
+    raw_params["train"]["overrides"] = {"synthetic": {"lr": 0.01, "epochs": 3}}
+    train = Params.from_dict(raw_params).train
+    assert (train.for_dataset("synthetic").lr, train.for_dataset("synthetic").epochs) == (0.01, 3)
+    assert train.for_dataset("enrico").lr == raw_params["train"]["lr"]
+    assert train.for_dataset("synthetic").seeds == train.seeds
 
 
 def test_hf_encoders_are_accepted(raw_params):

@@ -260,3 +260,26 @@ def test_pair_rows_metrics_and_synthetic_recovery(probed):
     assert [r["example"] for r in rows] == [0, 1, 2, 3]
     assert rows[1]["synergy_rank"] == 1 and rows[1]["redundancy_rank"] == 9
     assert not rows[0]["synergy_found"]
+
+
+def test_interaction_tensors_hold_each_example_matrix_with_padding():
+    from fli2moe.interactions import exact
+    from fli2moe.probing import ProbeResult, interaction_tensors
+
+    def game(weights):
+        return lambda coalitions: coalitions.double() @ weights + coalitions[:, 0].double() * coalitions[:, -1].double()
+
+    results = []
+    for b, (n_a, n_b) in enumerate(((2, 3), (1, 2))):
+        modality = torch.tensor([0] * n_a + [1] * n_b)
+        pi = exact(game(torch.arange(n_a + n_b, dtype=torch.float64)), modality)
+        candidates = torch.cat([torch.arange(n_a), 10 + torch.arange(n_b)])
+        results.append(ProbeResult(b, candidates, candidates, pi, 0.0))
+    tensors = interaction_tensors(results)
+    assert tensors["sii"].shape == (2, 2, 3)
+    # The only interaction is the AND of the first candidate of a and the last of b.
+    assert tensors["sii"][0].tolist() == [[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+    assert tensors["sii"][1, 0].tolist()[:2] == [0.0, 1.0] and torch.isnan(tensors["sii"][1, 1]).all()
+    assert tensors["slots_a"].tolist() == [[0, 1], [0, -1]]
+    assert tensors["slots_b"].tolist() == [[10, 11, 12], [10, 11, -1]]
+    assert tensors["index"].tolist() == [0, 1]

@@ -225,6 +225,11 @@ class TrainParams:
     batch_size: int
     lr: float
     weight_decay: float
+    overrides: dict  # dataset -> {epochs | batch_size | lr | weight_decay: value}
+
+    def for_dataset(self, dataset: str) -> "TrainParams":
+        """These params with the dataset's overrides applied (no overrides: unchanged)."""
+        return dataclasses.replace(self, overrides={}, **self.overrides.get(dataset, {}))
 
     def validate(self, key: str) -> None:
         if not isinstance(self.seeds, list) or not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -235,6 +240,15 @@ class TrainParams:
         _positive_int(f"{key}.batch_size", self.batch_size)
         _positive_number(f"{key}.lr", self.lr)
         _non_negative_number(f"{key}.weight_decay", self.weight_decay)
+        if not isinstance(self.overrides, dict):
+            raise ParamsError(f"{key}.overrides must be a mapping dataset -> settings, got {self.overrides!r}")
+        for dataset, settings in self.overrides.items():
+            if dataset not in KNOWN_DATASETS:
+                raise ParamsError(f"{key}.overrides: unknown dataset {dataset!r} (known: {', '.join(KNOWN_DATASETS)})")
+            allowed = ("epochs", "batch_size", "lr", "weight_decay")
+            if not isinstance(settings, dict) or not set(settings) <= set(allowed):
+                raise ParamsError(f"{key}.overrides.{dataset} may set only {', '.join(allowed)}, got {settings!r}")
+            dataclasses.replace(self, overrides={}, **settings).validate(f"{key}.overrides.{dataset}")
 
 
 @dataclass(frozen=True)

@@ -274,3 +274,31 @@ def probe_metrics(results: Sequence[ProbeResult]) -> dict:
         "mean_evaluations": float(np.mean([r.evaluations for r in results])),
         "mean_seconds": float(np.mean([r.seconds for r in results])),
     }
+
+
+def interaction_tensors(results: Sequence[ProbeResult]) -> dict[str, Tensor]:
+    """The probes as tensors for a safetensors file, for two-modality models; n_a, n_b the most candidates
+    of each modality over the examples (smaller examples are padded with NaN and slot -1):
+
+        "sii", "sii_se", "rg", "rg_se"   float64 [N, n_a, n_b]: [b, r, c] is the pair (r-th candidate
+                                          of modality a, c-th candidate of modality b) of example b
+        "slots_a", "slots_b"             int64 [N, n_a], [N, n_b]: the candidates' token slots
+        "index"                          int64 [N]: the examples' indices in their split
+    """
+    matrices = {name: [r.interactions.matrix(name) for r in results] for name in ("sii", "sii_se", "rg", "rg_se")}
+    n_a = max(m.shape[0] for m in matrices["sii"])
+    n_b = max(m.shape[1] for m in matrices["sii"])
+    out = {}
+    for name, values in matrices.items():
+        padded = torch.full((len(results), n_a, n_b), float("nan"), dtype=torch.float64)
+        for b, m in enumerate(values):
+            padded[b, : m.shape[0], : m.shape[1]] = m
+        out[name] = padded
+    for side, (size, modality_id) in enumerate(((n_a, 0), (n_b, 1))):
+        slots = torch.full((len(results), size), -1, dtype=torch.int64)
+        for b, r in enumerate(results):
+            own = r.candidates[r.interactions.modality == torch.unique(r.interactions.modality)[modality_id]]
+            slots[b, : len(own)] = own
+        out["slots_" + "ab"[side]] = slots
+    out["index"] = torch.tensor([r.index for r in results], dtype=torch.int64)
+    return out

@@ -1,0 +1,73 @@
+"""probe@<dataset>-<model>: SII and redundancy gap of cross-modal candidate token pairs, with standard errors.
+
+-> results/probe/<key>/ (interactions.safetensors, pairs.parquet), metrics/probe/<key>.json
+   (with planted-pair recovery on `synthetic`), metrics/timing/probe/<key>.json.
+"""
+
+import argparse
+import logging
+import sys
+import time
+
+import pandas as pd
+from safetensors.torch import load_file, save_file
+
+from fli2moe.artifacts import atomic_folder, write_json
+from fli2moe.explaining import explained_examples
+from fli2moe.features import FeatureSetError
+from fli2moe.params import ParamsError, load_params
+from fli2moe.probing import (aggregate_recovery, interaction_tensors, pair_rows, probe_examples, probe_metrics,
+                             synthetic_recovery)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    key = f"{args.dataset}-{args.model}"
+    try:
+        params = load_params(args.params)
+        config = params.probe
+        maps = load_file(f"results/attribution/{key}/maps.safetensors")
+        if len(maps["whole"]) < (config.examples or len(maps["whole"]) + 1):
+            raise ParamsError(f"probe.examples = {config.examples} but the attribution covers "
+                              f"{len(maps['whole'])} examples (attribution.examples): candidates come from its maps")
+        ex = explained_examples(args.dataset, args.model, params.explain, config.examples or len(maps["whole"]))
+    except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
+        print(f"probe {key}: {e}", file=sys.stderr)
+        return 2
+
+    start = time.perf_counter()
+    results = probe_examples(ex.model, ex.projected, ex.mask, ex.target, maps["whole"][: len(ex.index)], ex.baseline,
+                             ex.manifest["task"], config.candidates, config.estimator, config.num_contexts,
+                             config.rg_keep, params.seed, config.quantity, params.explain.max_batch,
+                             indices=ex.index.tolist())
+    seconds = time.perf_counter() - start
+
+    with atomic_folder(f"results/probe/{key}") as folder:
+        save_file(interaction_tensors(results), folder / "interactions.safetensors")
+        names = [m["name"] for m in ex.manifest["modalities"]]
+        pd.DataFrame(pair_rows(results, ex.manifest["ids"]["test"], names)).to_parquet(folder / "pairs.parquet",
+                                                                                      index=False)
+    metrics = probe_metrics(results)
+    timing = {"seconds_total": seconds, "seconds_per_example": metrics.pop("mean_seconds")}
+    if "ground_truth" in ex.manifest:
+        metrics["recovery"] = aggregate_recovery(synthetic_recovery(results, ex.manifest["ground_truth"]["test"]))
+    write_json(f"metrics/probe/{key}.json", {"estimator": config.estimator, **metrics})
+    write_json(f"metrics/timing/probe/{key}.json", timing)
+    logging.info("%s: %d examples, mean |SII| %.4f, %.0f%% significant, %.0f evaluations and %.2f s per example",
+                 key, metrics["examples"], metrics["mean_abs_sii"], 100 * metrics["significant_share"],
+                 metrics["mean_evaluations"], timing["seconds_per_example"])
+    if "recovery" in metrics:
+        r = metrics["recovery"]
+        logging.info("%s recovery: synergy P@1 %.2f P@5 %.2f; redundancy P@1 %.2f P@5 %.2f", key,
+                     r["synergy_precision@1"], r["synergy_precision@5"], r["redundancy_precision@1"],
+                     r["redundancy_precision@5"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
