@@ -32,7 +32,7 @@ def main() -> int:
         params = load_params(args.params)
         config = params.probe
         maps = load_file(f"results/attribution/{key}/maps.safetensors")
-        if len(maps["whole"]) < (config.examples or len(maps["whole"]) + 1):
+        if config.examples is not None and config.examples > len(maps["whole"]):
             raise ParamsError(f"probe.examples = {config.examples} but the attribution covers "
                               f"{len(maps['whole'])} examples (attribution.examples): candidates come from its maps")
         ex = explained_examples(args.dataset, args.model, params.explain, config.examples or len(maps["whole"]))

@@ -7,6 +7,7 @@ the extraction workers, so a loader never holds a dataset's pixels in memory.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,16 @@ def unreadable_reason(path: Path) -> str | None:
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         return f"undecodable {path.parent.name}/{path.name}: {type(e).__name__}: {e}"
     return None
+
+
+def read_json_file(path: Path, how_to_get: str) -> Any:
+    """The parsed JSON file at `path`; a missing or malformed file raises DataError naming it."""
+    if not path.is_file():
+        raise DataError(f"{path} is missing. {how_to_get}")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not valid JSON: {e}") from e
 
 
 def load_dataset(name: str, params) -> DatasetSplits:

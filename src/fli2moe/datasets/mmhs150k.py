@@ -28,7 +28,7 @@ import json
 import re
 from pathlib import Path
 
-from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, unreadable_reason
+from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, read_json_file, unreadable_reason
 
 LABEL_NAMES = ["not_hate", "hate"]
 SPLITS = ("train", "val", "test")
@@ -63,12 +63,7 @@ def read_ids(path: Path) -> list[str]:
 
 
 def read_ground_truth(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"{path} is missing. {_HOW_TO_GET}")
-    try:
-        gt = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not valid JSON: {e}") from e
+    gt = read_json_file(path, _HOW_TO_GET)
     if not isinstance(gt, dict):
         raise DataError(f"{path}: expected an object keyed by tweet id, got {type(gt).__name__}")
     return gt

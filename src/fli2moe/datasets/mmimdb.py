@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, unreadable_reason
+from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, read_json_file, unreadable_reason
 
 MODALITIES = [Modality("plot", "text"), Modality("poster", "image")]
 # The 23 genres of the MM-IMDb paper, in its order (most frequent first over all films; among the 2608
@@ -35,12 +35,7 @@ _HOW_TO_GET = ("MM-IMDb is distributed by its authors (Arevalo et al. 2017, http
 
 def read_split(path: Path) -> dict[str, list[str]]:
     """The official split as {"train", "val", "test"} -> ids in file order ("dev" is our "val")."""
-    if not path.is_file():
-        raise DataError(f"{path} is missing. {_HOW_TO_GET}")
-    try:
-        raw = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not valid JSON: {e}") from e
+    raw = read_json_file(path, _HOW_TO_GET)
     if not isinstance(raw, dict) or set(raw) != set(_SPLITS):
         raise DataError(f"{path}: expected an object with the keys train, dev and test, got "
                         f"{sorted(raw) if isinstance(raw, dict) else type(raw).__name__}")
