@@ -89,3 +89,20 @@ def test_explained_examples_targets_are_the_predictions(workspaces, monkeypatch)
     # The mean baseline of a slot is the mean projected real training token of its modality.
     assert torch.allclose(ex.baseline[0], ex.baseline[2]) and not torch.allclose(ex.baseline[0], ex.baseline[3])
     assert np.isfinite(ex.baseline.numpy()).all()
+
+
+def test_probe_stage_covers_the_attributed_examples(workspaces):
+    root = workspaces[1]
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["probe"].update(examples=None, candidates=2, num_contexts=8)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    stage(root, "probe", "dense")
+    metrics = json.loads((root / "metrics" / "probe" / "toy-dense.json").read_text())
+    assert metrics["examples"] == 10 and metrics["pairs"] == 10 * 2 * 2  # 2 candidates per modality
+    tensors = load_file(root / "results" / "probe" / "toy-dense" / "interactions.safetensors")
+    assert tensors["sii"].shape == (10, 2, 2) and tensors["index"].tolist() == list(range(10))
+    raw["probe"]["examples"] = 11
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "probe.py"), "--dataset", "toy", "--model", "dense"],
+                            cwd=root, capture_output=True, text=True)
+    assert result.returncode == 2 and "probe.examples" in result.stderr
