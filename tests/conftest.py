@@ -82,6 +82,7 @@ def make_dvc_repo(dest: Path, env: dict, edit_params=None, enrico_uis: int = 24)
     shutil.copytree(REPO / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     make_enrico_subset(dest / "data" / "enrico", enrico_uis)
+    shutil.copytree(REPO / "data" / "synthetic", dest / "data" / "synthetic")
     params = yaml.safe_load((dest / "params.yaml").read_text())
     if edit_params:
         edit_params(params)
