@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -62,6 +62,18 @@ def read_json_file(path: Path, how_to_get: str) -> Any:
         return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not valid JSON: {e}") from e
+
+
+def head_of_splits(splits: dict[str, list[Sample]], max_per_split: int | None,
+                   why_empty: Callable[[str], str]) -> dict[str, list[Sample]]:
+    """The first `max_per_split` samples of each split (all when None); a split left empty raises
+    DataError with `why_empty(split name)`: no later stage can work without every split."""
+    if max_per_split is not None:
+        splits = {name: samples[:max_per_split] for name, samples in splits.items()}
+    for name, samples in splits.items():
+        if not samples:
+            raise DataError(why_empty(name))
+    return splits
 
 
 def load_dataset(name: str, params) -> DatasetSplits:

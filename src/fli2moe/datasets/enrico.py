@@ -16,7 +16,7 @@ import csv
 import random
 from pathlib import Path
 
-from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, unreadable_reason
+from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, head_of_splits, unreadable_reason
 
 MODALITIES = [Modality("screenshot", "image"), Modality("wireframe", "image")]
 _FILES = {"screenshot": ("screenshots", ".jpg"), "wireframe": ("wireframes", ".png")}
@@ -74,9 +74,6 @@ def load_enrico(params) -> DatasetSplits:
     random.Random(params.split_seed).shuffle(usable)
     cut_train, cut_val = split_cut(len(usable), params.split)
     splits = {"train": usable[:cut_train], "val": usable[cut_train:cut_val], "test": usable[cut_val:]}
-    if params.max_per_split is not None:
-        splits = {name: samples[: params.max_per_split] for name, samples in splits.items()}
-    for name, samples in splits.items():
-        if not samples:
-            raise DataError(f"the {name} split of {root} is empty ({len(usable)} usable UIs): use more data")
+    splits = head_of_splits(splits, params.max_per_split,
+                            lambda name: f"the {name} split of {root} is empty ({len(usable)} usable UIs): use more data")
     return DatasetSplits("enrico", "multiclass", label_names, MODALITIES, splits, skipped)

@@ -28,7 +28,8 @@ import json
 import re
 from pathlib import Path
 
-from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, read_json_file, unreadable_reason
+from fli2moe.datasets import (DataError, DatasetSplits, Modality, Sample, head_of_splits, read_json_file,
+                              unreadable_reason)
 
 LABEL_NAMES = ["not_hate", "hate"]
 SPLITS = ("train", "val", "test")
@@ -120,10 +121,7 @@ def load_mmhs150k(params) -> DatasetSplits:
             if params.ocr == "modality":
                 inputs["image_text"] = ocr
             splits[split].append(Sample(tweet_id, inputs, label))
-    if params.max_per_split is not None:
-        splits = {name: samples[: params.max_per_split] for name, samples in splits.items()}
-    for name, samples in splits.items():
-        if not samples:
-            raise DataError(f"the {name} split of {root} has no usable tweet ({len(split_ids[name])} listed, "
-                            f"{sum(s['split'] == name for s in skipped)} skipped)")
+    splits = head_of_splits(splits, params.max_per_split, lambda name: (
+        f"the {name} split of {root} has no usable tweet ({len(split_ids[name])} listed, "
+        f"{sum(s['split'] == name for s in skipped)} skipped)"))
     return DatasetSplits("mmhs150k", "multiclass", list(LABEL_NAMES), modalities(params.ocr), splits, skipped)

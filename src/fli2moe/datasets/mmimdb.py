@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, read_json_file, unreadable_reason
+from fli2moe.datasets import (DataError, DatasetSplits, Modality, Sample, head_of_splits, read_json_file,
+                              unreadable_reason)
 
 MODALITIES = [Modality("plot", "text"), Modality("poster", "image")]
 # The 23 genres of the MM-IMDb paper, in its order (most frequent first over all films; among the 2608
@@ -85,10 +86,7 @@ def load_mmimdb(params) -> DatasetSplits:
             else:
                 plot, label = film
                 splits[split].append(Sample(film_id, {"plot": plot, "poster": poster}, label))
-    if params.max_per_split is not None:
-        splits = {name: samples[: params.max_per_split] for name, samples in splits.items()}
-    for name, samples in splits.items():
-        if not samples:
-            raise DataError(f"the {name} split of {root} has no usable film ({len(split_ids[name])} listed, "
-                            f"{sum(s['split'] == name for s in skipped)} skipped)")
+    splits = head_of_splits(splits, params.max_per_split, lambda name: (
+        f"the {name} split of {root} has no usable film ({len(split_ids[name])} listed, "
+        f"{sum(s['split'] == name for s in skipped)} skipped)"))
     return DatasetSplits("mmimdb", "multilabel", list(GENRES), MODALITIES, splits, skipped)
