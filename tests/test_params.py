@@ -43,6 +43,8 @@ def test_repository_params_load():
     (lambda p: p["train"]["overrides"].update(imagenet={"lr": 0.1}), "train.overrides"),
     (lambda p: p["train"]["overrides"].update(enrico={"seeds": [1]}), "train.overrides.enrico"),
     (lambda p: p["train"]["overrides"].update(enrico={"lr": 0}), "train.overrides.enrico.lr"),
+    (lambda p: p["ablate"].update(budgets=[1, 0]), "ablate.budgets[1]"),
+    (lambda p: p["ablate"].update(quantity="loss"), "ablate.quantity"),
 ])
 
 def test_impossible_values_are_rejected_naming_the_key(raw_params, edit, key):

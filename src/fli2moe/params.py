@@ -315,6 +315,25 @@ class ProbeParams:
 
 
 @dataclass(frozen=True)
+class AblateParams:
+    budgets: list
+    random_repeats: int
+    quantity: str
+    permutations: int
+    bootstrap: int
+
+    def validate(self, key: str) -> None:
+        if not isinstance(self.budgets, list) or not self.budgets:
+            raise ParamsError(f"{key}.budgets must be a non-empty list of pair counts, got {self.budgets!r}")
+        for i, budget in enumerate(self.budgets):
+            _positive_int(f"{key}.budgets[{i}]", budget)
+        _positive_int(f"{key}.random_repeats", self.random_repeats)
+        _choice(f"{key}.quantity", self.quantity, ("prob", "logit"))
+        _positive_int(f"{key}.permutations", self.permutations)
+        _positive_int(f"{key}.bootstrap", self.bootstrap)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     device: str
@@ -328,6 +347,7 @@ class Params:
     explain: ExplainParams
     attribution: AttributionParams
     probe: ProbeParams
+    ablate: AblateParams
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Params":
@@ -359,7 +379,8 @@ class Params:
                      train=_build(TrainParams, raw["train"], "train"),
                      explain=_build(ExplainParams, raw["explain"], "explain"),
                      attribution=_build(AttributionParams, raw["attribution"], "attribution"),
-                     probe=_build(ProbeParams, raw["probe"], "probe"))
+                     probe=_build(ProbeParams, raw["probe"], "probe"),
+                     ablate=_build(AblateParams, raw["ablate"], "ablate"))
         if params.explain.model_seed not in params.train.seeds:
             raise ParamsError(f"explain.model_seed = {params.explain.model_seed} is not one of train.seeds "
                               f"{params.train.seeds}: only trained seeds can be explained")
