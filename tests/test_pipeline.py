@@ -49,6 +49,7 @@ def tiny_training(params):
     params["train"].update(epochs=1, seeds=[0], batch_size=8)
     params["attribution"].update(examples=4, random_repeats=2, bootstrap=50)
     params["probe"].update(examples=2, candidates=2, num_contexts=8)
+    params["ablate"].update(budgets=[1], random_repeats=2, permutations=50, bootstrap=50)
 
 
 def stages_run(output: str) -> set[str]:
@@ -61,7 +62,8 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
     assert stages_run(first) == {f"{stage}@{dataset}{model}" for dataset in ("enrico", "synthetic") for stage, model in
                                  [("extract", ""), ("train", "-fl_i2moe"), ("train", "-moe_plain"),
                                   ("train_dense", ""), ("baselines", ""), ("attribute", "-fl_i2moe"),
-                                  ("attribute", "-dense"), ("probe", "-fl_i2moe"), ("probe", "-dense")]}
+                                  ("attribute", "-dense"), ("probe", "-fl_i2moe"), ("probe", "-dense"),
+                                  ("ablate", "-fl_i2moe"), ("ablate", "-dense")]}
     run(["git", "add", "-A"], repo, venv_env)
     run(["git", "commit", "-q", "-m", "baseline run"], repo, venv_env)
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
@@ -69,7 +71,8 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
     output = run(["dvc", "exp", "run", "-S", "moe.num_experts=5"], repo, venv_env)
     assert stages_run(output) == {f"{stage}@{dataset}-{model}" for dataset in ("enrico", "synthetic")
                                   for stage, model in [("train", "fl_i2moe"), ("train", "moe_plain"),
-                                                       ("attribute", "fl_i2moe"), ("probe", "fl_i2moe")]}
+                                                       ("attribute", "fl_i2moe"), ("probe", "fl_i2moe"),
+                                                       ("ablate", "fl_i2moe")]}
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert lock_after["train_dense@enrico"] == lock_before["train_dense@enrico"]
     assert lock_after["train@enrico-fl_i2moe"]["params"]["params.yaml"]["moe"]["num_experts"] == 5

@@ -1,0 +1,60 @@
+"""ablate@<dataset>-<model>: remove the top-b cross-modal pairs by SII and by RG vs b random pairs.
+
+-> results/ablate/<key>/drops.parquet, metrics/ablate/<key>.json (drops, differences ranked - random with
+   bootstrap CIs, paired tests, effect sizes, task metric per budget), metrics/ablate/curves/<key>.csv.
+"""
+
+import argparse
+import logging
+import sys
+import time
+
+import pandas as pd
+from safetensors.torch import load_file
+
+from fli2moe.ablation import ablation_summary, ablation_table, pair_ablation, plot_rows
+from fli2moe.artifacts import atomic_folder, write_csv, write_json
+from fli2moe.explaining import explained_examples
+from fli2moe.features import FeatureSetError
+from fli2moe.params import ParamsError, load_params
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    key = f"{args.dataset}-{args.model}"
+    try:
+        params = load_params(args.params)
+        probe = load_file(f"results/probe/{key}/interactions.safetensors")
+        ex = explained_examples(args.dataset, args.model, params.explain, len(probe["index"]))
+        if probe["index"].tolist() != ex.index.tolist():
+            raise ValueError(f"results/probe/{key} covers test examples {probe['index'].tolist()[:5]}..., "
+                             f"not the first {len(ex.index)}: re-run the probe stage")
+    except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
+        print(f"ablate {key}: {e}", file=sys.stderr)
+        return 2
+    config, task = params.ablate, ex.manifest["task"]
+
+    start = time.perf_counter()
+    ablation = pair_ablation(ex.model, ex.projected, ex.mask, ex.target, ex.baseline, task, probe, config.budgets,
+                             config.random_repeats, params.seed, config.quantity, params.explain.max_batch)
+    summary = ablation_summary(ablation, ex.labels.numpy(), task, config.permutations, config.bootstrap, params.seed)
+    seconds = time.perf_counter() - start
+
+    with atomic_folder(f"results/ablate/{key}") as folder:
+        pd.DataFrame(ablation_table(ablation)).to_parquet(folder / "drops.parquet", index=False)
+    write_json(f"metrics/ablate/{key}.json", summary)
+    write_csv(f"metrics/ablate/curves/{key}.csv", plot_rows(summary))
+    write_json(f"metrics/timing/ablate/{key}.json", {"seconds_total": seconds})
+    for row in plot_rows(summary):
+        logging.info("%s budget %s %s: drop %.4f [%.4f, %.4f]", key, row["budget"], row["series"], row["drop"],
+                     row["low"], row["high"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
