@@ -4,7 +4,6 @@
    bootstrap CIs, paired tests, effect sizes, task metric per budget), metrics/ablate/curves/<key>.csv.
 """
 
-import argparse
 import logging
 import sys
 import time
@@ -17,16 +16,12 @@ from fli2moe.artifacts import atomic_folder, write_csv, write_json
 from fli2moe.explaining import explained_examples
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError, load_params
+from fli2moe.stage_args import model_stage_arguments
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    key = f"{args.dataset}-{args.model}"
+    args = model_stage_arguments(__doc__)
+    key = args.key
     try:
         params = load_params(args.params)
         probe = load_file(f"results/probe/{key}/interactions.safetensors")

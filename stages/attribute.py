@@ -4,7 +4,6 @@
    metrics/attribution/<key>.json, metrics/attribution/curves/<key>.csv (DVC plots).
 """
 
-import argparse
 import logging
 import sys
 import time
@@ -18,18 +17,14 @@ from fli2moe.explaining import attribution_metrics, concentration_table, explain
 from fli2moe.faithfulness import faithfulness
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError, load_params
+from fli2moe.stage_args import model_stage_arguments
 
 ATTRIBUTION_BATCH = 16  # examples per attribution pass: bounds the memory of the retained graphs
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    key = f"{args.dataset}-{args.model}"
+    args = model_stage_arguments(__doc__)
+    key = args.key
     try:
         params = load_params(args.params)
         ex = explained_examples(args.dataset, args.model, params.explain, params.attribution.examples)

@@ -4,7 +4,6 @@
    (with planted-pair recovery on `synthetic`), metrics/timing/probe/<key>.json.
 """
 
-import argparse
 import logging
 import sys
 import time
@@ -16,18 +15,14 @@ from fli2moe.artifacts import atomic_folder, write_json
 from fli2moe.explaining import explained_examples
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError, load_params
+from fli2moe.stage_args import model_stage_arguments
 from fli2moe.probing import (aggregate_recovery, interaction_tensors, pair_rows, probe_examples, probe_metrics,
                              synthetic_recovery)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    key = f"{args.dataset}-{args.model}"
+    args = model_stage_arguments(__doc__)
+    key = args.key
     try:
         params = load_params(args.params)
         config = params.probe

@@ -1,6 +1,5 @@
 """train@<dataset>-<model>: the model on features/<dataset>, one run per seed -> models/<dataset>-<model>/."""
 
-import argparse
 import logging
 import sys
 
@@ -10,20 +9,16 @@ from safetensors.torch import save_file
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
 from fli2moe.encoders import pick_device
 from fli2moe.features import FeatureSetError, read_manifest
-from fli2moe.models import MODEL_NAMES, num_parameters, build_model
+from fli2moe.models import build_model, num_parameters
 from fli2moe.params import ParamsError, load_params
+from fli2moe.stage_args import model_stage_arguments
 from fli2moe.task_metrics import aggregate
 from fli2moe.training import load_split_tensors, model_config, train_seed
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--model", required=True, choices=MODEL_NAMES)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    key = f"{args.dataset}-{args.model}"
+    args = model_stage_arguments(__doc__)
+    key = args.key
 
     try:
         params = load_params(args.params)

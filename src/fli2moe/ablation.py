@@ -48,7 +48,7 @@ from scipy.stats import rankdata, wilcoxon
 from torch import Tensor
 
 from fli2moe.faithfulness import bootstrap_ci
-from fli2moe.masking import DEFAULT_MAX_BATCH, evaluating, fixed_shape_chunks, remove_tokens, target_score
+from fli2moe.masking import DEFAULT_MAX_BATCH, evaluating, masked_forward, target_score
 from fli2moe.task_metrics import task_metrics
 
 RANKINGS = ("sii", "rg")
@@ -128,18 +128,12 @@ def masked_logits(model, projected: Tensor, mask: Tensor, keeps: Tensor, baselin
     """logits [B, K, C] of the model on remove(x_b, keeps[b, k]): projected [B, T, H], mask [B, T],
     keeps [B, K, T] bool, baseline [T, H].
 
-    The same fixed-shape chunks (`masking.fixed_shape_chunks`) and masking operator as
-    `masking.masked_scores`, so `target_score` of these logits is its whole-model score, bitwise; one
+    The same forward passes (`masking.masked_forward`) as `masking.masked_scores`, so `target_score` of these logits is its whole-model score, bitwise; one
     pass gives both the drops and the predictions for the task metric. Eval mode inside.
     """
-    B, K, T = keeps.shape
-    keeps = keeps.to(projected.device).reshape(B * K, T)
-    example = torch.arange(B, device=projected.device).repeat_interleave(K)  # [B*K]: row -> example
-    logits = []
+    B, K, _ = keeps.shape
     with evaluating(model):
-        for rows, n in fixed_shape_chunks(B * K, max_batch, projected.device):
-            b = example[rows]
-            logits.append(model(remove_tokens(projected[b], keeps[rows], baseline, mask[b]), mask[b]).logits[:n])
+        logits = [chunk for _, chunk, _ in masked_forward(model, projected, mask, keeps, baseline, max_batch)]
     return torch.cat(logits).view(B, K, -1)
 
 

@@ -150,20 +150,31 @@ def masked_scores(model, projected: Tensor, mask: Tensor, keeps: Tensor, baselin
     B, K, T = keeps.shape
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-    keeps = keeps.to(projected.device).reshape(B * K, T)
-    example = torch.arange(B, device=projected.device).repeat_interleave(K)  # [B*K]: row -> example
     whole, expert = [], []
     with evaluating(model):
         # Routing weights on the unmasked inputs, through the same fixed-shape passes.
         weights = torch.cat([model(projected[b], mask[b]).weights[:n]
                              for b, n in fixed_shape_chunks(B, max_batch, projected.device)])  # [B, E]
-        for rows, n in fixed_shape_chunks(B * K, max_batch, projected.device):
-            b = example[rows]
-            out = model(remove_tokens(projected[b], keeps[rows], baseline, mask[b]), mask[b])
-            whole.append(target_score(out.logits[:n], target[b[:n]], task, quantity))
-            expert.append(weights[b[:n]] * target_logit(out.expert_logits[:n], target[b[:n], None]))
+        for b, logits, expert_logits in masked_forward(model, projected, mask, keeps, baseline, max_batch):
+            whole.append(target_score(logits, target[b], task, quantity))
+            expert.append(weights[b] * target_logit(expert_logits, target[b, None]))
     scores = MaskedScores(torch.cat(whole).view(B, K), torch.cat(expert).view(B, K, -1))
     return MaskedScores(*(s[0] for s in scores)) if single else scores
+
+
+def masked_forward(model, projected: Tensor, mask: Tensor, keeps: Tensor, baseline: Tensor,
+                   max_batch: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """The model on remove(x_b, keeps[b, k]) for every (b, k) in row-major order, chunk by chunk:
+    (example index [n], logits [n, C], expert_logits [n, E, C]) per chunk. projected [B, T, H], mask [B, T],
+    keeps [B, K, T] bool. Fixed-shape chunks (`fixed_shape_chunks`); the caller sets eval mode and no_grad.
+    """
+    B, K, T = keeps.shape
+    keeps = keeps.to(projected.device).reshape(B * K, T)
+    example = torch.arange(B, device=projected.device).repeat_interleave(K)  # [B*K]: row -> example
+    for rows, n in fixed_shape_chunks(B * K, max_batch, projected.device):
+        b = example[rows]
+        out = model(remove_tokens(projected[b], keeps[rows], baseline, mask[b]), mask[b])
+        yield b[:n], out.logits[:n], out.expert_logits[:n]
 
 
 def fixed_shape_chunks(rows: int, max_batch: int, device=None) -> Iterator[tuple[Tensor, int]]:
