@@ -11,9 +11,11 @@ import torch
 
 from fli2moe.artifacts import write_json
 from fli2moe.datasets import DataError, load_dataset
+from fli2moe.datasets.custom import import_feature_set
 from fli2moe.datasets.synthetic import write_synthetic_feature_set
 from fli2moe.encoders import EncoderError, load_encoder, pick_device
 from fli2moe.extraction import extract_feature_set
+from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError, load_params
 
 
@@ -22,17 +24,19 @@ def main() -> int:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", help="feature-set folder (default: features/<dataset>)")
-    parser.add_argument("--metrics", help="metrics JSON (default: metrics/extract/<dataset>.json)")
+    parser.add_argument("--metrics-dir", default="metrics",
+                        help="writes <dir>/extract/<dataset>.json and <dir>/timing/extract/<dataset>.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     out = args.out or f"features/{args.dataset}"
-    synthetic = args.dataset == "synthetic"  # generated features: no raw data, no encoder
+    # synthetic is generated and custom imported as a finished feature set: no raw data, no encoder.
+    synthetic, custom = args.dataset == "synthetic", args.dataset == "custom"
     try:
         params = load_params(args.params)
         if args.dataset not in params.datasets:
             raise ParamsError(f"--dataset {args.dataset!r} is not in datasets: {params.datasets}")
-        if not synthetic:
+        if not (synthetic or custom):
             device = pick_device(params.device)
             dataset = load_dataset(args.dataset, params)
             encoders = {}
@@ -47,6 +51,12 @@ def main() -> int:
     start = time.perf_counter()
     if synthetic:
         manifest = write_synthetic_feature_set(params.data["synthetic"], out)
+    elif custom:
+        try:
+            manifest = import_feature_set(params.data["custom"].root, out)
+        except FeatureSetError as e:
+            print(f"extract: {e}", file=sys.stderr)
+            return 2
     else:
         manifest = extract_feature_set(dataset, encoders, out, params.extract.batch_size,
                                        params.extract.num_workers, device)
@@ -61,10 +71,12 @@ def finish(args, manifest: dict, seconds: float) -> int:
         logging.warning("skipped %s (split %s): %s", item["id"], item["split"], item["reason"])
     logging.info("%s: %d samples %s, %d skipped, %.1f s (%.1f samples/s), peak RSS %.0f MiB", args.dataset, total,
                  manifest["splits"], len(manifest["skipped"]), seconds, total / seconds, peak_mib)
-    # Only deterministic figures go to metrics (timings vary run to run and would break `dvc metrics diff`).
-    write_json(args.metrics or f"metrics/extract/{args.dataset}.json",
+    # Only deterministic figures go to the metrics; timings vary run to run and have their own file.
+    write_json(f"{args.metrics_dir}/extract/{args.dataset}.json",
                {"samples": manifest["splits"], "skipped": len(manifest["skipped"]),
                 "tokens": {m["name"]: m["tokens"] for m in manifest["modalities"]}})
+    write_json(f"{args.metrics_dir}/timing/extract/{args.dataset}.json",
+               {"seconds_total": seconds, "samples_per_second": total / seconds, "peak_rss_mib": peak_mib})
     return 0
 
 

@@ -16,8 +16,8 @@ from fli2moe.explaining import explained_examples
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError, load_params
 from fli2moe.stage_args import model_stage_arguments
-from fli2moe.probing import (aggregate_recovery, interaction_tensors, pair_rows, probe_examples, probe_metrics,
-                             synthetic_recovery)
+from fli2moe.probing import (aggregate_recovery, check_pair_modalities, interaction_tensors, pair_rows,
+                             probe_examples, probe_metrics, synthetic_recovery)
 
 
 def main() -> int:
@@ -31,6 +31,7 @@ def main() -> int:
             raise ParamsError(f"probe.examples = {config.examples} but the attribution covers "
                               f"{len(maps['whole'])} examples (attribution.examples): candidates come from its maps")
         ex = explained_examples(args.dataset, args.model, params.explain, config.examples or len(maps["whole"]))
+        check_pair_modalities(ex.manifest)
     except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
         print(f"probe {key}: {e}", file=sys.stderr)
         return 2

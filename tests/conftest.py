@@ -55,8 +55,8 @@ def raw_params() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-@pytest.fixture
-def venv_env(monkeypatch) -> dict:
+@pytest.fixture(scope="session")
+def venv_env() -> dict:
     """Environment for subprocesses (dvc, stage scripts) that finds this interpreter's `python` and `dvc`."""
     import os
 

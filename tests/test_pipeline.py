@@ -63,7 +63,12 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
                                  [("extract", ""), ("train", "-fl_i2moe"), ("train", "-moe_plain"),
                                   ("train_dense", ""), ("baselines", ""), ("attribute", "-fl_i2moe"),
                                   ("attribute", "-dense"), ("probe", "-fl_i2moe"), ("probe", "-dense"),
-                                  ("ablate", "-fl_i2moe"), ("ablate", "-dense")]}
+                                  ("ablate", "-fl_i2moe"), ("ablate", "-dense")]} | {"report"}
+    page = (repo / "reports" / "index.html").read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) >= 8 and all((repo / "reports" / image).is_file() for image in images)
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    assert set(summary["enrico"]) == {"fl_i2moe", "moe_plain", "dense"}
     run(["git", "add", "-A"], repo, venv_env)
     run(["git", "commit", "-q", "-m", "baseline run"], repo, venv_env)
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
@@ -72,7 +77,7 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
     assert stages_run(output) == {f"{stage}@{dataset}-{model}" for dataset in ("enrico", "synthetic")
                                   for stage, model in [("train", "fl_i2moe"), ("train", "moe_plain"),
                                                        ("attribute", "fl_i2moe"), ("probe", "fl_i2moe"),
-                                                       ("ablate", "fl_i2moe")]}
+                                                       ("ablate", "fl_i2moe")]} | {"report"}
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert lock_after["train_dense@enrico"] == lock_before["train_dense@enrico"]
     assert lock_after["train@enrico-fl_i2moe"]["params"]["params.yaml"]["moe"]["num_experts"] == 5
@@ -81,4 +86,12 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, venv_env))
     assert "metrics/train/enrico-fl_i2moe.json" in diff and "metrics/attribution/enrico-fl_i2moe.json" in diff
     assert not any("dense" in path for path in diff)
+    changed = diff["reports/summary.json"]
+    assert any(name.startswith("enrico.fl_i2moe.") for name in changed)
+    assert not any(".dense." in name for name in changed)
+    # The experiment, compared with the committed baseline run: params and metrics both show the change.
+    experiment = json.loads(run(["dvc", "exp", "diff", "--json"], repo, venv_env))
+    change = experiment["params"]["params.yaml"]["moe.num_experts"]
+    assert (change["old"], change["new"]) == (4, 5)
+    assert "reports/summary.json" in experiment["metrics"]
     assert "up to date" in run(["dvc", "status"], repo, venv_env)

@@ -17,6 +17,7 @@ from fli2moe.masking import remove_tokens, target_labels, target_score
 from fli2moe.models import FLI2MoEConfig, ModalitySpec, ModelOutput, build_model
 from fli2moe.probing import (
     aggregate_recovery,
+    check_pair_modalities,
     coalition_game,
     pair_rows,
     planted_pair_recovery,
@@ -283,3 +284,10 @@ def test_interaction_tensors_hold_each_example_matrix_with_padding():
     assert tensors["slots_a"].tolist() == [[0, 1], [0, -1]]
     assert tensors["slots_b"].tolist() == [[10, 11, 12], [10, 11, -1]]
     assert tensors["index"].tolist() == [0, 1]
+
+
+def test_probes_refuse_a_feature_set_without_exactly_two_modalities():
+    manifest = {"dataset": "mmhs150k", "modalities": [{"name": "tweet"}, {"name": "image"}, {"name": "image_text"}]}
+    with pytest.raises(ValueError, match=r"has 3: tweet, image, image_text \(for mmhs150k, set data.mmhs150k.ocr"):
+        check_pair_modalities(manifest)
+    check_pair_modalities({"dataset": "enrico", "modalities": [{"name": "screenshot"}, {"name": "wireframe"}]})

@@ -53,8 +53,12 @@ def budget(percent, n) -> np.ndarray:
 
 def expert_names(model) -> list[str]:
     """'expert<e>_<kind>[_<modality>]' per expert of the roster, e.g. 'expert0_uniqueness_screenshot'."""
-    return [f"expert{e}_{kind}" + (f"_{modality}" if modality else "")
-            for e, (kind, modality) in enumerate(model.roster)]
+    return roster_names(model.roster)
+
+
+def roster_names(roster) -> list[str]:
+    """The names of `expert_names` from a roster [(kind, modality or None)] (models.fl_i2moe.build_roster)."""
+    return [f"expert{e}_{kind}" + (f"_{modality}" if modality else "") for e, (kind, modality) in enumerate(roster)]
 
 
 def top_sets(rankings: Tensor, mask: Tensor, slices: list[slice], k: Tensor) -> Tensor:

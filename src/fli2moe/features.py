@@ -9,8 +9,9 @@
         "<modality>.mask"   bool    [N, T_m]        (True = real token)
         "labels"            int64   [N] (multiclass) | float32 [N, C] (multilabel)
 
-Anyone can bring precomputed features by writing this format; `read_manifest` and `load_split`
-check it, so a hand-made feature set fails early with the file and key at fault.
+Anyone can bring precomputed features by writing this format (datasets/custom.py imports one);
+`read_manifest` and `check_split` check it, so a hand-made feature set fails early with the file and key
+at fault.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
+
+# safetensors' dtype codes of the contract's tensors, named as torch names them in error messages
+DTYPE_NAMES = {"I64": "torch.int64", "F32": "torch.float32", "F16": "torch.float16", "BOOL": "torch.bool"}
 MANIFEST_KEYS = ("dataset", "task", "label_names", "splits", "modalities", "skipped", "ids")
 
 
@@ -45,24 +50,29 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
-def load_split(folder: str | Path, split: str, manifest: dict | None = None) -> dict[str, torch.Tensor]:
-    """Tensors of one split, checked against the manifest (shapes, dtypes, counts)."""
-    manifest = manifest or read_manifest(folder)
+def check_split(folder: str | Path, split: str, manifest: dict) -> Path:
+    """The split's file, its tensors' shapes and dtypes checked against the manifest without loading them."""
     path = Path(folder) / f"{split}.safetensors"
     if split not in manifest["splits"]:
         raise FeatureSetError(f"{Path(folder) / 'manifest.json'}: no split {split!r} (has {sorted(manifest['splits'])})")
     if not path.is_file():
         raise FeatureSetError(f"{path} is missing")
-    tensors = load_file(path)
     n, num_labels = manifest["splits"][split], len(manifest["label_names"])
-    expected = {"labels": ((n,), torch.int64) if manifest["task"] == "multiclass" else ((n, num_labels), torch.float32)}
+    expected = {"labels": ((n,), "I64") if manifest["task"] == "multiclass" else ((n, num_labels), "F32")}
     for m in manifest["modalities"]:
-        expected[f"{m['name']}.tokens"] = ((n, m["tokens"], m["dim"]), torch.float16)
-        expected[f"{m['name']}.mask"] = ((n, m["tokens"]), torch.bool)
-    for key, (shape, dtype) in expected.items():
-        if key not in tensors:
-            raise FeatureSetError(f"{path}: missing tensor {key!r}")
-        if tuple(tensors[key].shape) != shape or tensors[key].dtype != dtype:
-            raise FeatureSetError(f"{path}: {key} is {tensors[key].dtype} {list(tensors[key].shape)}, "
-                                  f"the manifest implies {dtype} {list(shape)}")
-    return tensors
+        expected[f"{m['name']}.tokens"] = ((n, m["tokens"], m["dim"]), "F16")
+        expected[f"{m['name']}.mask"] = ((n, m["tokens"]), "BOOL")
+    with safe_open(path, "pt") as f:
+        for key, (shape, dtype) in expected.items():
+            if key not in f.keys():
+                raise FeatureSetError(f"{path}: missing tensor {key!r}")
+            found = f.get_slice(key)
+            if tuple(found.get_shape()) != shape or found.get_dtype() != dtype:
+                raise FeatureSetError(f"{path}: {key} is {DTYPE_NAMES.get(found.get_dtype(), found.get_dtype())} "
+                                      f"{found.get_shape()}, the manifest implies {DTYPE_NAMES[dtype]} {list(shape)}")
+    return path
+
+
+def load_split(folder: str | Path, split: str, manifest: dict | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of one split, checked against the manifest (shapes, dtypes, counts)."""
+    return load_file(check_split(folder, split, manifest or read_manifest(folder)))

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-KNOWN_DATASETS = ("enrico", "synthetic", "mmimdb", "mmhs150k")
+KNOWN_DATASETS = ("enrico", "synthetic", "mmimdb", "mmhs150k", "custom")
 KNOWN_MODELS = ("fl_i2moe", "moe_plain", "dense")
 IMAGE_ENCODERS = ("efficientnet-lite0",)
 TEXT_ENCODERS = ("minilm",)
@@ -156,8 +156,16 @@ class SyntheticParams:
         _non_negative_int(f"{key}.seed", self.seed)
 
 
+@dataclass(frozen=True)
+class CustomParams:
+    root: str  # a feature set written outside the pipeline (features.py's contract)
+
+    def validate(self, key: str) -> None:
+        _folder(f"{key}.root", self.root)
+
+
 DATASET_PARAMS = {"enrico": EnricoParams, "synthetic": SyntheticParams, "mmimdb": MMIMDbParams,
-                  "mmhs150k": MMHS150KParams}
+                  "mmhs150k": MMHS150KParams, "custom": CustomParams}
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,15 @@ def coalition_game(model, projected: Tensor, mask: Tensor, target: Tensor, candi
     return value, modality_ids(model)[candidates]
 
 
+def check_pair_modalities(manifest: dict) -> None:
+    """The probes score pairs across exactly two modalities; refuse any other feature set before any work."""
+    names = [m["name"] for m in manifest["modalities"]]
+    if len(names) != 2:
+        hint = " (for mmhs150k, set data.mmhs150k.ocr to append or ignore)" if "image_text" in names else ""
+        raise ValueError(f"the probes score token pairs across two modalities; the {manifest['dataset']} feature "
+                         f"set has {len(names)}: {', '.join(names)}{hint}")
+
+
 def select_candidates(whole_map: Tensor, mask: Tensor, slices: dict[str, slice], per_modality: int | str) -> Tensor:
     """Candidate token slots [n] int64, ascending: per modality, its `per_modality` real tokens with the
     largest whole-model attribution (ties to the lower slot; all of them when it has fewer), or "all" of

@@ -20,6 +20,14 @@ from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, head_of
 
 MODALITIES = [Modality("screenshot", "image"), Modality("wireframe", "image")]
 _FILES = {"screenshot": ("screenshots", ".jpg"), "wireframe": ("wireframes", ".png")}
+
+
+def image_path(root: Path, modality: str, screen_id: str) -> Path:
+    """Where a UI's screenshot or wireframe lives in the ENRICO layout."""
+    folder, suffix = _FILES[modality]
+    return Path(root) / folder / f"{screen_id}{suffix}"
+
+
 _HOW_TO_GET = ("The default dataset ships with the repository in data/enrico; for another copy, point "
                "data.enrico.root in params.yaml at a folder with design_topics.csv, screenshots/ and wireframes/.")
 
@@ -62,7 +70,7 @@ def load_enrico(params) -> DatasetSplits:
 
     usable, skipped = [], []
     for screen_id, topic in rows:
-        paths = {m.name: root / _FILES[m.name][0] / f"{screen_id}{_FILES[m.name][1]}" for m in MODALITIES}
+        paths = {m.name: image_path(root, m.name, screen_id) for m in MODALITIES}
         reasons = [r for r in map(unreadable_reason, paths.values()) if r]
         if reasons:
             skipped.append({"id": screen_id, "split": None, "reason": "; ".join(reasons)})

@@ -1,0 +1,78 @@
+"""What the pipeline wrote, read back for the report: metrics/, results/, models/ and features/.
+
+Every reader returns None (or an empty frame) when the stage that writes the file is not part of this
+run, e.g. the routing weights of the dense model or planted-pair recovery outside `synthetic`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import load_file
+
+from fli2moe.faithfulness import roster_names
+from fli2moe.features import read_manifest
+from fli2moe.models.fl_i2moe import build_roster
+
+TRAINED_MODELS = ("fl_i2moe", "moe_plain", "dense")  # every model the train stages can produce, in table order
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Test-split routing weights of a mixture: weights [seeds, N, E], one name per expert."""
+    weights: np.ndarray
+    experts: list[str]
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """The outputs of one pipeline run under `root` for the params' `datasets` and explained `models`."""
+    root: Path
+    datasets: tuple[str, ...]
+    models: tuple[str, ...]
+
+    def metrics(self, stage: str, key: str) -> dict | None:
+        """metrics/<stage>/<key>.json, e.g. ("train", "enrico-dense"); None when absent."""
+        path = self.root / "metrics" / stage / f"{key}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def curves(self, stage: str, key: str) -> pd.DataFrame:
+        path = self.root / "metrics" / stage / "curves" / f"{key}.csv"
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+    def table(self, stage: str, key: str, name: str) -> pd.DataFrame:
+        """results/<stage>/<key>/<name>.parquet, e.g. ("attribution", "enrico-dense", "faithfulness")."""
+        path = self.root / "results" / stage / key / f"{name}.parquet"
+        return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+    def tensors(self, stage: str, key: str, name: str) -> dict[str, np.ndarray] | None:
+        path = self.root / "results" / stage / key / f"{name}.safetensors"
+        return load_file(path) if path.is_file() else None
+
+    def trained(self, dataset: str) -> list[str]:
+        """The models trained on `dataset` in this run (moe_plain is always trained, as a control)."""
+        return [m for m in TRAINED_MODELS if self.metrics("train", f"{dataset}-{m}") is not None]
+
+    def explained(self, dataset: str, stage: str) -> list[str]:
+        """The explained models with outputs of `stage` ("attribution", "probe", "ablate") on `dataset`."""
+        return [m for m in self.models if self.metrics(stage, f"{dataset}-{m}") is not None]
+
+    @cached_property
+    def manifests(self) -> dict[str, dict]:
+        return {d: read_manifest(self.root / "features" / d) for d in self.datasets}
+
+    def routing(self, dataset: str, model: str) -> Routing | None:
+        """The mixture's routing weights; None for the dense model (one expert, nothing routed)."""
+        folder = self.root / "models" / f"{dataset}-{model}"
+        if not (folder / "config.json").is_file():
+            return None
+        config = json.loads((folder / "config.json").read_text())["config"]
+        if "num_experts" not in config:
+            return None
+        roster = build_roster([m["name"] for m in config["modalities"]], config["num_experts"])
+        return Routing(load_file(folder / "test_routing.safetensors")["weights"], roster_names(roster))

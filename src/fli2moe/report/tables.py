@@ -1,0 +1,237 @@
+"""The report's tables, built from the metrics files: one `Table`, rendered as markdown and as HTML.
+
+Faithfulness and pair-masking figures are differences of the target's probability (or logit, by the
+stage's `quantity` param); the tables give them x100, i.e. in probability points.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+
+from fli2moe.report.outputs import RunOutputs
+
+DASH = "–"
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    note: str = ""
+    align_left: int = 1  # the first columns are labels (left-aligned); the rest are numbers
+
+    def markdown(self) -> str:
+        align = [":--" if i < self.align_left else "--:" for i in range(len(self.columns))]
+        lines = [f"**{self.title}**", "", row_markdown(self.columns), row_markdown(align)]
+        lines += [row_markdown(row) for row in self.rows]
+        if self.note:
+            lines += ["", f"_{self.note}_"]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        def cells(tag: str, row: list[str]) -> str:
+            return "".join(f'<{tag} class="{"label" if i < self.align_left else "num"}">{html.escape(c)}</{tag}>'
+                           for i, c in enumerate(row))
+
+        body = "".join(f"<tr>{cells('td', row)}</tr>" for row in self.rows)
+        note = f'<p class="note">{html.escape(self.note)}</p>' if self.note else ""
+        return (f'<table><caption>{html.escape(self.title)}</caption><thead><tr>{cells("th", self.columns)}</tr>'
+                f"</thead><tbody>{body}</tbody></table>{note}")
+
+
+def row_markdown(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def number(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return DASH
+    return f"{x:.{digits}f}"
+
+
+def mean_std(stats: dict | None, digits: int = 3) -> str:
+    """"0.506 ± 0.023" from {"mean", "std"}."""
+    return DASH if stats is None else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def with_ci(value, low, high, scale: float = 1.0, digits: int = 1, signed: bool = False) -> str:
+    """"+8.1 [7.2, 9.1]": a value and its 95% confidence interval, times `scale`."""
+    if value is None:
+        return DASH
+    sign = "+" if signed else ""
+    return f"{value * scale:{sign}.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+
+
+def p_value(p) -> str:
+    return DASH if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def task_table(run: RunOutputs, dataset: str) -> Table:
+    """Test metrics mean ± std over seeds, parameter counts, and the majority / linear-probe baselines."""
+    trained = {m: run.metrics("train", f"{dataset}-{m}") for m in run.trained(dataset)}
+    names = sorted({name for metrics in trained.values() for name in metrics["test"]})
+    rows = [[model, f"{metrics['parameters']:,}", *(mean_std(metrics["test"].get(n)) for n in names),
+             ", ".join(map(str, metrics["best_epoch"]))] for model, metrics in trained.items()]
+    baselines = run.metrics("baselines", dataset) or {"test": {}}
+    rows += [[name.replace("_", " "), DASH, *(number(scores.get(n)) for n in names), DASH]
+             for name, scores in baselines["test"].items()]
+    seeds = len(next(iter(trained.values()))["seeds"]) if trained else 0
+    return Table(f"{dataset}: test metrics", ["model", "parameters", *(n.replace("_", "-") for n in names),
+                                              "best epoch per seed"], rows,
+                 f"mean ± sample std over {seeds} seeds; baselines are deterministic (one value).")
+
+
+def routing_table(run: RunOutputs, dataset: str) -> Table:
+    """Mean routing weight per expert over seeds and test samples, and its spread across samples."""
+    rows = []
+    for model in run.trained(dataset):
+        routing = run.routing(dataset, model)
+        if routing is None:
+            continue
+        w = routing.weights  # [seeds, N, E]
+        for e, expert in enumerate(routing.experts):
+            rows.append([model, expert, number(w[..., e].mean()), number(w[..., e].std(axis=1).mean()),
+                         number((w.argmax(-1) == e).mean())])
+    return Table(f"{dataset}: routing weights on the test split",
+                 ["model", "expert", "mean weight", "std across samples", "share of samples where top"], rows,
+                 "weights of the reweighting model (softmax with temperature tau); seeds pooled.", align_left=2)
+
+
+def faithfulness_table(run: RunOutputs, dataset: str) -> Table:
+    """Whole-map comprehensiveness and sufficiency (AOPC over K) against random tokens, with 95% CIs."""
+    rows = []
+    for model in run.explained(dataset, "attribution"):
+        faith = run.metrics("attribution", f"{dataset}-{model}")["faithfulness"]
+        for modality in modality_names(run, dataset):
+            c = faith[f"whole/prediction/{modality}/comprehensiveness"]
+            s = faith[f"whole/prediction/{modality}/sufficiency"]
+            rows.append([model, modality,
+                         with_ci(c["aopc"], c["aopc_low"], c["aopc_high"], 100), number(100 * c["random_aopc"], 1),
+                         with_ci(c["gap"], c["gap_low"], c["gap_high"], 100, signed=True),
+                         with_ci(s["aopc"], s["aopc_low"], s["aopc_high"], 100), number(100 * s["random_aopc"], 1),
+                         with_ci(s["gap"], s["gap_low"], s["gap_high"], 100, signed=True)])
+    return Table(f"{dataset}: faithfulness of the whole-model map (top-K% masking, AOPC over K)",
+                 ["model", "modality", "comprehensiveness", "random", "gap", "sufficiency", "random", "gap"], rows,
+                 "x100 (probability points); comprehensiveness: higher is better, sufficiency: lower is better; "
+                 "gap = identified - random tokens; [95% bootstrap CI].", align_left=2)
+
+
+def expert_faithfulness_table(run: RunOutputs, dataset: str) -> Table:
+    """Per expert: comprehensiveness gap of the expert's own contribution when its top tokens go, per modality."""
+    rows = []
+    for model in run.explained(dataset, "attribution"):
+        faith = run.metrics("attribution", f"{dataset}-{model}")["faithfulness"]
+        experts = sorted({key.split("/")[0] for key in faith if key.split("/")[1] == "contribution"})
+        for expert in experts:
+            rows.append([model, expert, *(with_ci(*(faith[f"{expert}/contribution/{m}/comprehensiveness"][k]
+                                                    for k in ("gap", "gap_low", "gap_high")), 100, signed=True)
+                                          for m in modality_names(run, dataset))])
+    return Table(f"{dataset}: per-expert comprehensiveness gap of the expert's own contribution",
+                 ["model", "expert", *modality_names(run, dataset)], rows,
+                 "x100; the drop of w_e * logit_e[target] when the expert's own top-K% tokens are removed, minus "
+                 "the drop for random tokens; [95% CI].", align_left=2)
+
+
+def concentration_table(run: RunOutputs, dataset: str) -> Table:
+    """Entropy / log T, Gini and top-10% mass of each map, and the experts' specificity."""
+    rows = []
+    for model in run.explained(dataset, "attribution"):
+        metrics = run.metrics("attribution", f"{dataset}-{model}")
+        for name, stats in metrics["concentration"].items():
+            rows.append([model, name, *(with_ci(stats[k]["mean"], stats[k]["low"], stats[k]["high"], digits=3)
+                                        for k in ("entropy", "gini", "top10_mass"))])
+        for name, stats in metrics["specificity"].items():
+            rows.append([model, name.replace("_", " "), DASH, DASH,
+                         with_ci(stats["mean"], stats["low"], stats["high"], digits=3)])
+    return Table(f"{dataset}: concentration of the attribution maps and specificity of the experts",
+                 ["model", "map", "entropy / log T", "Gini", "top-10% mass (or the named measure)"], rows,
+                 "normalised |scores|; lower entropy, higher Gini and top-10% mass = more concentrated. Expert JS "
+                 "distance: mean pairwise Jensen-Shannon distance between the experts' maps; own share: a "
+                 "uniqueness expert's mass on its own modality (0.5 = none). [95% CI].", align_left=2)
+
+
+def probe_table(run: RunOutputs, dataset: str) -> Table:
+    rows = []
+    for model in run.explained(dataset, "probe"):
+        metrics = run.metrics("probe", f"{dataset}-{model}")
+        timing = run.metrics("timing/probe", f"{dataset}-{model}") or {}
+        rows.append([model, metrics["estimator"], str(metrics["examples"]), number(metrics["mean_candidates"], 1),
+                     str(metrics["pairs"]), number(metrics["mean_abs_sii"], 4), number(metrics["mean_abs_rg"], 4),
+                     number(metrics["significant_share"], 2), number(metrics["mean_evaluations"], 0),
+                     number(timing.get("seconds_per_example"), 2)])
+    return Table(f"{dataset}: interaction probes on cross-modal candidate pairs",
+                 ["model", "estimator", "examples", "candidates", "pairs", "mean |SII|", "mean |RG|",
+                  "share |SII| > 1.96 SE", "evaluations / example", "s / example"], rows,
+                 "SII and RG in units of the game's value (probe.quantity).", align_left=2)
+
+
+def recovery_table(run: RunOutputs, dataset: str) -> Table:
+    """Planted-pair recovery (synthetic): rank of the planted synergy pair by SII, redundant pair by RG."""
+    rows = []
+    for model in run.explained(dataset, "probe"):
+        recovery = run.metrics("probe", f"{dataset}-{model}").get("recovery")
+        if recovery is None:
+            continue
+        for kind, score in (("synergy", "SII"), ("redundancy", "RG")):
+            rows.append([model, f"{kind} by {score}", number(recovery[f"{kind}_precision@1"], 2),
+                         number(recovery[f"{kind}_chance_precision@1"], 3),
+                         number(recovery[f"{kind}_precision@5"], 2), number(recovery[f"{kind}_chance_precision@5"], 3),
+                         number(recovery[f"{kind}_mean_rank"], 1), number(recovery[f"{kind}_missing_share"], 2),
+                         number(recovery[f"{kind}_sign_accuracy"], 2), str(recovery[f"{kind}_examples"])])
+    return Table(f"{dataset}: recovery of the planted pairs",
+                 ["model", "pair", "P@1", "chance", "P@5", "chance", "mean rank", "not a candidate",
+                  "sign accuracy", "examples"], rows,
+                 "P@k: share of examples whose planted pair is among the k top-ranked cross-modal pairs (a pair "
+                 "whose tokens are not both candidates counts as a miss); mean rank over the examples where it is "
+                 "a candidate pair; sign accuracy: SII > 0 for synergy, RG > 0 for redundancy.", align_left=2)
+
+
+def ablation_table(run: RunOutputs, dataset: str) -> Table:
+    """Ranked pairs against random pairs at the same budget: drops, paired difference, tests."""
+    rows = []
+    for model in run.explained(dataset, "ablate"):
+        metrics = run.metrics("ablate", f"{dataset}-{model}")
+        drops = {(d["ranking"], d["selection"], d["budget"]): d for d in metrics["drops"]}
+        for c in metrics["comparisons"]:
+            ranked, random = drops[(c["ranking"], "ranked", c["budget"])], drops[(c["ranking"], c["random"], c["budget"])]
+            rows.append([model, c["ranking"].upper(), c["random"].replace("_", " "), str(c["budget"]),
+                         with_ci(ranked["drop"], ranked["low"], ranked["high"], 100),
+                         with_ci(random["drop"], random["low"], random["high"], 100),
+                         with_ci(c["difference"], c["low"], c["high"], 100, signed=True),
+                         p_value(c["permutation_p"]), p_value(c["wilcoxon_p"]), number(c["cohens_dz"], 2)])
+    return Table(f"{dataset}: pair-level masking, ranked against random pairs",
+                 ["model", "ranking", "random pairs from", "pairs b", "ranked drop", "random drop", "difference",
+                  "permutation p", "Wilcoxon p", "d_z"], rows,
+                 "x100: drop of the target's probability when both tokens of the top-b pairs are removed; random "
+                 "sets match the ranked set's distinct tokens per modality; one-sided tests of ranked > random "
+                 "(sign-flip permutation and Wilcoxon signed-rank); [95% bootstrap CI].", align_left=4)
+
+
+COST_STAGES = ("extract", "train", "attribute", "probe", "ablate")
+
+
+def cost_table(run: RunOutputs) -> Table:
+    """Wall seconds of each stage run, from metrics/timing/ (they vary run to run, so they are not metrics)."""
+    rows = []
+    for stage in COST_STAGES:
+        for dataset in run.datasets:
+            keys = [dataset] if stage == "extract" else [f"{dataset}-{m}" for m in (
+                run.trained(dataset) if stage == "train" else run.models)]
+            for key in keys:
+                timing = run.metrics(f"timing/{stage}", key)
+                if timing is not None:
+                    probe = run.metrics("probe", key) if stage == "probe" else None
+                    rows.append([stage, key, number(timing["seconds_total"], 1),
+                                 number(probe["mean_evaluations"], 0) if probe else DASH])
+    total = sum(float(r[2]) for r in rows)
+    rows.append(["all", DASH, number(total, 1), DASH])
+    return Table("Cost per stage (wall seconds on this machine)", ["stage", "key", "seconds", "model evaluations / example"],
+                 rows, "measured by the stages themselves; `dvc repro` adds a few seconds of bookkeeping per stage.",
+                 align_left=2)
+
+
+def modality_names(run: RunOutputs, dataset: str) -> list[str]:
+    return [m["name"] for m in run.manifests[dataset]["modalities"]]
