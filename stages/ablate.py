@@ -9,6 +9,7 @@ import sys
 import time
 
 import pandas as pd
+import torch
 from safetensors.torch import load_file
 
 from fli2moe.ablation import ablation_summary, ablation_table, pair_ablation, plot_rows
@@ -24,6 +25,7 @@ def main() -> int:
     key = args.key
     try:
         params = load_params(args.params)
+        torch.set_num_threads(params.threads)
         probe = load_file(f"results/probe/{key}/interactions.safetensors")
         ex = explained_examples(args.dataset, args.model, params.explain, len(probe["index"]))
         if probe["index"].tolist() != ex.index.tolist():

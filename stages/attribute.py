@@ -9,6 +9,7 @@ import sys
 import time
 
 import pandas as pd
+import torch
 from safetensors.torch import save_file
 
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
@@ -27,6 +28,7 @@ def main() -> int:
     key = args.key
     try:
         params = load_params(args.params)
+        torch.set_num_threads(params.threads)
         ex = explained_examples(args.dataset, args.model, params.explain, params.attribution.examples)
     except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
         print(f"attribute {key}: {e}", file=sys.stderr)

@@ -34,6 +34,7 @@ def main() -> int:
     synthetic, custom = args.dataset == "synthetic", args.dataset == "custom"
     try:
         params = load_params(args.params)
+        torch.set_num_threads(params.threads)
         if args.dataset not in params.datasets:
             raise ParamsError(f"--dataset {args.dataset!r} is not in datasets: {params.datasets}")
         if not (synthetic or custom):

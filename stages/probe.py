@@ -9,6 +9,7 @@ import sys
 import time
 
 import pandas as pd
+import torch
 from safetensors.torch import load_file, save_file
 
 from fli2moe.artifacts import atomic_folder, write_json
@@ -25,6 +26,7 @@ def main() -> int:
     key = args.key
     try:
         params = load_params(args.params)
+        torch.set_num_threads(params.threads)
         config = params.probe
         maps = load_file(f"results/attribution/{key}/maps.safetensors")
         if config.examples is not None and config.examples > len(maps["whole"]):

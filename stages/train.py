@@ -22,6 +22,7 @@ def main() -> int:
 
     try:
         params = load_params(args.params)
+        torch.set_num_threads(params.threads)
         device = pick_device(params.device)
         manifest = read_manifest(f"features/{args.dataset}")
         config = model_config(args.model, manifest, params.model, params.moe)

@@ -168,7 +168,7 @@ def small_report(folder: Path) -> Path:
     figures.ablation_curves(curves, folder / "figures" / "ablation.png", "ablation")
     figures.interaction_example(rng.normal(size=(3, 3)), rng.normal(size=(3, 3)), ["0", "1", "2"], ["0", "1", "2"],
                                 ("a", "b"), folder / "figures" / "pairs.png", "pairs")
-    section = Section("A claim", "Something holds.", [claims.Verdict(claims.SUPPORTED, "it holds <here>.")],
+    section = Section("A claim", "Something holds.", [claims.Verdict("toy", claims.SUPPORTED, "it holds <here>.")],
                       [("figures/ablation.png", "ablation"), ("figures/pairs.png", "pairs")],
                       [Table("numbers", ["x", "y"], [["a", "1"]])])
     (folder / "report.md").write_text(markdown("Title", "Intro.", [section]))
@@ -183,7 +183,8 @@ def test_page_is_offline_and_names_only_existing_relative_images(tmp_path):
     images = re.findall(r'<img src="([^"]+)"', html)
     assert images == ["figures/ablation.png", "figures/pairs.png"]
     assert all((index.parent / image).stat().st_size > 1000 for image in images)
-    assert "it holds &lt;here&gt;." in html and '<p class="verdict supported">' in html
+    assert "toy: it holds &lt;here&gt;." in html and '<p class="verdict supported">' in html
+    assert "| A claim | toy | supported |" in (index.parent / "report.md").read_text()
     assert "![ablation](figures/ablation.png)" in (index.parent / "report.md").read_text()
 
 

@@ -345,6 +345,7 @@ class AblateParams:
 class Params:
     seed: int
     device: str
+    threads: int
     datasets: list
     models: list
     data: dict
@@ -362,6 +363,7 @@ class Params:
         _check_keys(cls, raw, "")
         _non_negative_int("seed", raw["seed"])
         _choice("device", raw["device"], ("auto", "cpu", "cuda"))
+        _positive_int("threads", raw["threads"])
         for key, known in (("datasets", KNOWN_DATASETS), ("models", KNOWN_MODELS)):
             value = raw[key]
             if not isinstance(value, list) or not value:
@@ -381,7 +383,7 @@ class Params:
         for name in raw["datasets"]:
             if name not in data:
                 raise ParamsError(f"datasets lists {name!r} but data.{name} is missing")
-        params = cls(seed=raw["seed"], device=raw["device"], datasets=raw["datasets"], models=raw["models"],
+        params = cls(seed=raw["seed"], device=raw["device"], threads=raw["threads"], datasets=raw["datasets"], models=raw["models"],
                      data=data, extract=_build(ExtractParams, raw["extract"], "extract"),
                      model=_build(ModelParams, raw["model"], "model"), moe=_build(MoEParams, raw["moe"], "moe"),
                      train=_build(TrainParams, raw["train"], "train"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fli2moe.report.outputs import RunOutputs
-from fli2moe.report.tables import modality_names
+from fli2moe.report.tables import metric_label, modality_names
 from fli2moe.task_metrics import selection_metric
 
 SUPPORTED, NOT_SUPPORTED, MIXED, INCONCLUSIVE = "supported", "not supported", "mixed", "inconclusive"
@@ -21,8 +21,9 @@ SIGNIFICANCE = 0.05
 
 @dataclass(frozen=True)
 class Verdict:
+    subject: str  # what was judged: "enrico" or "synthetic, fl_i2moe"
     status: str
-    sentence: str
+    sentence: str  # the numbers and the rule that decide the status
 
 
 def tally(passed: list[bool]) -> str:
@@ -34,7 +35,7 @@ def accuracy_claim(run: RunOutputs, dataset: str) -> Verdict:
     metric = selection_metric(run.manifests[dataset]["task"])
     test = {m: run.metrics("train", f"{dataset}-{m}")["test"][metric] for m in run.trained(dataset)}
     if "fl_i2moe" not in test:
-        return Verdict(INCONCLUSIVE, f"{dataset}: fl_i2moe was not trained in this run.")
+        return Verdict(dataset, INCONCLUSIVE, f"fl_i2moe was not trained in this run.")
     fl = test["fl_i2moe"]
     parts, statuses = [], []
     for other, rule in (("dense", "at least as good as"), ("moe_plain", "better than")):
@@ -50,20 +51,20 @@ def accuracy_claim(run: RunOutputs, dataset: str) -> Verdict:
         parts.append(f"{rule} {other}: {fl['mean']:.3f} vs {o['mean']:.3f} ({difference:+.3f}, largest seed std "
                      f"{spread:.3f}) - {status}")
     status = statuses[0] if len(set(statuses)) == 1 else MIXED
-    return Verdict(status, f"{dataset}, test {metric.replace('_', '-')}, FL-I2MoE " + "; ".join(parts) + ".")
+    return Verdict(dataset, status, f"test {metric_label(metric)}, FL-I2MoE " + "; ".join(parts) + ".")
 
 
 def routing_claim(run: RunOutputs, dataset: str) -> Verdict:
     """The reweighting model gives sample-specific weights rather than a constant mixture."""
     routing = run.routing(dataset, "fl_i2moe")
     if routing is None:
-        return Verdict(INCONCLUSIVE, f"{dataset}: no FL-I2MoE routing weights in this run.")
+        return Verdict(dataset, INCONCLUSIVE, f"no FL-I2MoE routing weights in this run.")
     spread = routing.weights.std(axis=1).mean(axis=0)  # [E]: std across samples, mean over seeds
     means = routing.weights.mean(axis=(0, 1))
     varied = [name for name, s in zip(routing.experts, spread) if s >= ROUTING_SPREAD]
     status = SUPPORTED if varied else NOT_SUPPORTED
     top = int(means.argmax())
-    return Verdict(status, f"{dataset}: {len(varied)} of {len(routing.experts)} experts have routing weights that "
+    return Verdict(dataset, status, f"{len(varied)} of {len(routing.experts)} experts have routing weights that "
                            f"vary across test samples by at least {ROUTING_SPREAD} (std); the largest mean weight is "
                            f"{means[top]:.2f} ({routing.experts[top]}) - {status}.")
 
@@ -72,7 +73,7 @@ def faithfulness_claim(run: RunOutputs, dataset: str) -> Verdict:
     """FL-I2MoE's maps are faithful: their top tokens matter more than random tokens, in every modality."""
     metrics = run.metrics("attribution", f"{dataset}-fl_i2moe")
     if metrics is None:
-        return Verdict(INCONCLUSIVE, f"{dataset}: fl_i2moe was not explained in this run.")
+        return Verdict(dataset, INCONCLUSIVE, f"fl_i2moe was not explained in this run.")
     passed, parts = [], []
     for modality in modality_names(run, dataset):
         c = metrics["faithfulness"][f"whole/prediction/{modality}/comprehensiveness"]
@@ -82,7 +83,7 @@ def faithfulness_claim(run: RunOutputs, dataset: str) -> Verdict:
                      f"{100 * c['gap_high']:.1f}], sufficiency gap {100 * s['gap']:+.1f} [{100 * s['gap_low']:.1f}, "
                      f"{100 * s['gap_high']:.1f}]")
     status = tally(passed)
-    return Verdict(status, f"{dataset}: " + "; ".join(parts) + f" (points; the CI must exclude 0 in the right "
+    return Verdict(dataset, status, "; ".join(parts) + f" (points; the CI must exclude 0 in the right "
                                                                 f"direction) - {status}.")
 
 
@@ -90,10 +91,10 @@ def concentration_claim(run: RunOutputs, dataset: str) -> Verdict:
     """FL-I2MoE's maps are more concentrated than the dense model's (higher Gini of the whole map)."""
     fl, dense = (run.metrics("attribution", f"{dataset}-{m}") for m in ("fl_i2moe", "dense"))
     if fl is None or dense is None:
-        return Verdict(INCONCLUSIVE, f"{dataset}: needs both fl_i2moe and dense attributions.")
+        return Verdict(dataset, INCONCLUSIVE, f"needs both fl_i2moe and dense attributions.")
     a, b = fl["concentration"]["whole"]["gini"], dense["concentration"]["whole"]["gini"]
     status = SUPPORTED if a["low"] > b["high"] else NOT_SUPPORTED if a["high"] < b["low"] else INCONCLUSIVE
-    return Verdict(status, f"{dataset}: Gini of the whole map, FL-I2MoE {a['mean']:.3f} [{a['low']:.3f}, "
+    return Verdict(dataset, status, f"Gini of the whole map, FL-I2MoE {a['mean']:.3f} [{a['low']:.3f}, "
                            f"{a['high']:.3f}] vs dense {b['mean']:.3f} [{b['low']:.3f}, {b['high']:.3f}] "
                            f"(supported if the intervals are disjoint with FL-I2MoE higher) - {status}.")
 
@@ -103,11 +104,11 @@ def specificity_claim(run: RunOutputs, dataset: str) -> Verdict:
     metrics = run.metrics("attribution", f"{dataset}-fl_i2moe")
     shares = {k: v for k, v in (metrics or {}).get("specificity", {}).items() if k.startswith("own_share")}
     if not shares:
-        return Verdict(INCONCLUSIVE, f"{dataset}: no uniqueness-expert maps in this run.")
+        return Verdict(dataset, INCONCLUSIVE, f"no uniqueness-expert maps in this run.")
     status = tally([s["low"] > 0.5 for s in shares.values()])
     parts = [f"{k.removeprefix('own_share_')} {s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
              for k, s in shares.items()]
-    return Verdict(status, f"{dataset}: own-modality share of the uniqueness experts' maps, " + "; ".join(parts)
+    return Verdict(dataset, status, f"own-modality share of the uniqueness experts' maps, " + "; ".join(parts)
                    + f" (the CI must lie above 0.5) - {status}.")
 
 
@@ -115,10 +116,10 @@ def recovery_claim(run: RunOutputs, dataset: str, model: str = "fl_i2moe") -> Ve
     """On the planted benchmark, SII ranks the synergistic pair first and RG the redundant pair first."""
     recovery = (run.metrics("probe", f"{dataset}-{model}") or {}).get("recovery")
     if recovery is None:
-        return Verdict(INCONCLUSIVE, f"{dataset}: no planted-pair recovery for {model}.")
+        return Verdict(f"{dataset}, {model}", INCONCLUSIVE, "no planted-pair recovery.")
     p_syn, p_red = recovery["synergy_precision@1"], recovery["redundancy_precision@1"]
     status = tally([p_syn > MAJORITY, p_red > MAJORITY])
-    return Verdict(status, f"{dataset}, {model}: the planted synergistic pair is ranked first by SII in "
+    return Verdict(f"{dataset}, {model}", status, f"the planted synergistic pair is ranked first by SII in "
                            f"{100 * p_syn:.0f}% of examples (chance {100 * recovery['synergy_chance_precision@1']:.1f}"
                            f"%), the planted redundant pair first by RG in {100 * p_red:.0f}% (chance "
                            f"{100 * recovery['redundancy_chance_precision@1']:.1f}%); the claim needs more than "
@@ -129,7 +130,7 @@ def ablation_claim(run: RunOutputs, dataset: str, model: str = "fl_i2moe") -> Ve
     """Removing the top-ranked pairs hurts more than removing random candidate pairs at the same budget."""
     metrics = run.metrics("ablate", f"{dataset}-{model}")
     if metrics is None:
-        return Verdict(INCONCLUSIVE, f"{dataset}: {model} was not ablated in this run.")
+        return Verdict(f"{dataset}, {model}", INCONCLUSIVE, "not ablated in this run.")
     comparisons = [c for c in metrics["comparisons"] if c["random"] == "random_candidates"]
     passed, parts = [], []
     for ranking in dict.fromkeys(c["ranking"] for c in comparisons):
@@ -139,5 +140,5 @@ def ablation_claim(run: RunOutputs, dataset: str, model: str = "fl_i2moe") -> Ve
         parts.append(f"by {ranking.upper()} at b = " + ", ".join(
             f"{c['budget']}: {100 * c['difference']:+.1f} (p {c['permutation_p']:.3f})" for c in rows))
     status = tally(passed)
-    return Verdict(status, f"{dataset}, {model}, ranked minus random-candidate drop (points): " + "; ".join(parts)
+    return Verdict(f"{dataset}, {model}", status, f"ranked minus random-candidate drop (points): " + "; ".join(parts)
                    + f" (each needs a CI above 0 and p < {SIGNIFICANCE}) - {status}.")

@@ -38,11 +38,17 @@ class Section:
     text: str = ""  # how the numbers were produced, for a reader who does not know the pipeline
 
 
+def verdict_table(sections: list[Section]) -> Table:
+    """Every verdict of the report in one table: the page's abstract."""
+    return Table("Verdicts at a glance", ["claim", "on", "verdict"],
+                 [[s.title, v.subject, v.status] for s in sections for v in s.verdicts], align_left=3)
+
+
 def markdown(title: str, intro: str, sections: list[Section]) -> str:
-    lines = [f"# {title}", "", intro, ""]
+    lines = [f"# {title}", "", intro, "", verdict_table(sections).markdown(), ""]
     for section in sections:
         lines += [f"## {section.title}", "", f"*Claim:* {section.claim}", ""]
-        lines += [f"- **{v.status}** — {v.sentence}" for v in section.verdicts] + [""]
+        lines += [f"- **{v.status}** — {v.subject}: {v.sentence}" for v in section.verdicts] + [""]
         if section.text:
             lines += [section.text, ""]
         for path, caption in section.figures:
@@ -53,13 +59,13 @@ def markdown(title: str, intro: str, sections: list[Section]) -> str:
 
 
 def page(title: str, intro: str, sections: list[Section]) -> str:
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>", "<ol>"]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>", verdict_table(sections).html(), "<ol>"]
     body += [f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections)] + ["</ol>"]
     for i, section in enumerate(sections):
         body += [f'<h2 id="s{i}">{html.escape(section.title)}</h2>',
                  f"<p><em>Claim:</em> {html.escape(section.claim)}</p>"]
         body += [f'<p class="verdict {v.status.replace(" ", "-")}"><strong>{html.escape(v.status)}</strong> — '
-                 f"{html.escape(v.sentence)}</p>" for v in section.verdicts]
+                 f"{html.escape(v.subject)}: {html.escape(v.sentence)}</p>" for v in section.verdicts]
         if section.text:
             body.append(f"<p>{html.escape(section.text)}</p>")
         body += [f'<figure><img src="{html.escape(path)}" alt="{html.escape(caption)}">'

@@ -42,6 +42,11 @@ class Table:
                 f"</thead><tbody>{body}</tbody></table>{note}")
 
 
+def metric_label(name: str) -> str:
+    """"macro_f1" -> "macro-F1", "auroc" -> "AUROC"."""
+    return {"auroc": "AUROC"}.get(name, name.replace("_f1", "-F1"))
+
+
 def row_markdown(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
@@ -79,7 +84,7 @@ def task_table(run: RunOutputs, dataset: str) -> Table:
     rows += [[name.replace("_", " "), DASH, *(number(scores.get(n)) for n in names), DASH]
              for name, scores in baselines["test"].items()]
     seeds = len(next(iter(trained.values()))["seeds"]) if trained else 0
-    return Table(f"{dataset}: test metrics", ["model", "parameters", *(n.replace("_", "-") for n in names),
+    return Table(f"{dataset}: test metrics", ["model", "parameters", *map(metric_label, names),
                                               "best epoch per seed"], rows,
                  f"mean ± sample std over {seeds} seeds; baselines are deterministic (one value).")
 
@@ -136,21 +141,27 @@ def expert_faithfulness_table(run: RunOutputs, dataset: str) -> Table:
 
 
 def concentration_table(run: RunOutputs, dataset: str) -> Table:
-    """Entropy / log T, Gini and top-10% mass of each map, and the experts' specificity."""
+    """Entropy / log T, Gini and top-10% mass of each map (the whole model's and each expert's)."""
     rows = []
     for model in run.explained(dataset, "attribution"):
-        metrics = run.metrics("attribution", f"{dataset}-{model}")
-        for name, stats in metrics["concentration"].items():
+        for name, stats in run.metrics("attribution", f"{dataset}-{model}")["concentration"].items():
             rows.append([model, name, *(with_ci(stats[k]["mean"], stats[k]["low"], stats[k]["high"], digits=3)
                                         for k in ("entropy", "gini", "top10_mass"))])
-        for name, stats in metrics["specificity"].items():
-            rows.append([model, name.replace("_", " "), DASH, DASH,
-                         with_ci(stats["mean"], stats["low"], stats["high"], digits=3)])
-    return Table(f"{dataset}: concentration of the attribution maps and specificity of the experts",
-                 ["model", "map", "entropy / log T", "Gini", "top-10% mass (or the named measure)"], rows,
-                 "normalised |scores|; lower entropy, higher Gini and top-10% mass = more concentrated. Expert JS "
-                 "distance: mean pairwise Jensen-Shannon distance between the experts' maps; own share: a "
-                 "uniqueness expert's mass on its own modality (0.5 = none). [95% CI].", align_left=2)
+    return Table(f"{dataset}: concentration of the attribution maps",
+                 ["model", "map", "entropy / log T", "Gini", "top-10% mass"], rows,
+                 "normalised |scores|; lower entropy, higher Gini and top-10% mass = more concentrated; [95% CI].",
+                 align_left=2)
+
+
+def specificity_table(run: RunOutputs, dataset: str) -> Table:
+    """How different the experts' maps are, and each uniqueness expert's share on its own modality."""
+    rows = [[model, name.replace("_", " "), with_ci(stats["mean"], stats["low"], stats["high"], digits=3)]
+            for model in run.explained(dataset, "attribution")
+            for name, stats in run.metrics("attribution", f"{dataset}-{model}")["specificity"].items()]
+    return Table(f"{dataset}: specificity of the experts", ["model", "measure", "value"], rows,
+                 "expert JS distance: mean pairwise Jensen-Shannon distance between the experts' maps; own share: "
+                 "a uniqueness expert's attribution mass on its own modality (0.5 = no preference); [95% CI].",
+                 align_left=2)
 
 
 def probe_table(run: RunOutputs, dataset: str) -> Table:
