@@ -9,7 +9,6 @@ import sys
 import time
 
 import pandas as pd
-import torch
 from safetensors.torch import load_file
 
 from fli2moe.ablation import ablation_summary, ablation_table, pair_ablation, plot_rows
@@ -17,6 +16,7 @@ from fli2moe.artifacts import atomic_folder, write_csv, write_json
 from fli2moe.explaining import explained_examples
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError, load_params
+from fli2moe.runtime import use_threads
 from fli2moe.stage_args import model_stage_arguments
 
 
@@ -25,7 +25,7 @@ def main() -> int:
     key = args.key
     try:
         params = load_params(args.params)
-        torch.set_num_threads(params.threads)
+        use_threads(params.threads)
         probe = load_file(f"results/probe/{key}/interactions.safetensors")
         ex = explained_examples(args.dataset, args.model, params.explain, len(probe["index"]))
         if probe["index"].tolist() != ex.index.tolist():

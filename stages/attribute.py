@@ -9,7 +9,6 @@ import sys
 import time
 
 import pandas as pd
-import torch
 from safetensors.torch import save_file
 
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
@@ -18,6 +17,7 @@ from fli2moe.explaining import attribution_metrics, concentration_table, explain
 from fli2moe.faithfulness import faithfulness
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError, load_params
+from fli2moe.runtime import use_threads
 from fli2moe.stage_args import model_stage_arguments
 
 ATTRIBUTION_BATCH = 16  # examples per attribution pass: bounds the memory of the retained graphs
@@ -28,7 +28,7 @@ def main() -> int:
     key = args.key
     try:
         params = load_params(args.params)
-        torch.set_num_threads(params.threads)
+        use_threads(params.threads)
         ex = explained_examples(args.dataset, args.model, params.explain, params.attribution.examples)
     except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
         print(f"attribute {key}: {e}", file=sys.stderr)

@@ -13,10 +13,11 @@ from fli2moe.artifacts import write_json
 from fli2moe.datasets import DataError, load_dataset
 from fli2moe.datasets.custom import import_feature_set
 from fli2moe.datasets.synthetic import write_synthetic_feature_set
-from fli2moe.encoders import EncoderError, load_encoder, pick_device
+from fli2moe.encoders import EncoderError, load_encoder
 from fli2moe.extraction import extract_feature_set
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError, load_params
+from fli2moe.runtime import pick_device, use_threads
 
 
 def main() -> int:
@@ -34,7 +35,7 @@ def main() -> int:
     synthetic, custom = args.dataset == "synthetic", args.dataset == "custom"
     try:
         params = load_params(args.params)
-        torch.set_num_threads(params.threads)
+        use_threads(params.threads)
         if args.dataset not in params.datasets:
             raise ParamsError(f"--dataset {args.dataset!r} is not in datasets: {params.datasets}")
         if not (synthetic or custom):

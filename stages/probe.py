@@ -9,13 +9,13 @@ import sys
 import time
 
 import pandas as pd
-import torch
 from safetensors.torch import load_file, save_file
 
 from fli2moe.artifacts import atomic_folder, write_json
 from fli2moe.explaining import explained_examples
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError, load_params
+from fli2moe.runtime import use_threads
 from fli2moe.stage_args import model_stage_arguments
 from fli2moe.probing import (aggregate_recovery, check_pair_modalities, interaction_tensors, pair_rows,
                              probe_examples, probe_metrics, synthetic_recovery)
@@ -26,7 +26,7 @@ def main() -> int:
     key = args.key
     try:
         params = load_params(args.params)
-        torch.set_num_threads(params.threads)
+        use_threads(params.threads)
         config = params.probe
         maps = load_file(f"results/attribution/{key}/maps.safetensors")
         if config.examples is not None and config.examples > len(maps["whole"]):

@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import save_file
 
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
-from fli2moe.encoders import pick_device
 from fli2moe.features import FeatureSetError, read_manifest
 from fli2moe.models import build_model, num_parameters
 from fli2moe.params import ParamsError, load_params
+from fli2moe.runtime import pick_device, use_threads
 from fli2moe.stage_args import model_stage_arguments
 from fli2moe.task_metrics import aggregate
 from fli2moe.training import load_split_tensors, model_config, train_seed
@@ -22,7 +22,7 @@ def main() -> int:
 
     try:
         params = load_params(args.params)
-        torch.set_num_threads(params.threads)
+        use_threads(params.threads)
         device = pick_device(params.device)
         manifest = read_manifest(f"features/{args.dataset}")
         config = model_config(args.model, manifest, params.model, params.moe)

@@ -28,6 +28,7 @@ def test_repository_params_load():
     (lambda p: p.update(device="tpu"), "device"),
     (lambda p: p.update(threads=0), "threads"),
     (lambda p: p.update(threads="all"), "threads"),
+    (lambda p: p.update(threads=1.5), "threads"),
     (lambda p: p.update(sede=1), "sede"),
     (lambda p: p["model"].update(hidden=30, heads=4), "model.hidden"),
     (lambda p: p["moe"].update(perturb="dropout"), "moe.perturb"),

@@ -11,7 +11,9 @@ import yaml
 
 from fli2moe.params import load_params
 from fli2moe.task_metrics import aggregate, mean_std, task_metrics
-from fli2moe.training import load_split_tensors, model_config, train_seed
+from fli2moe.masking import modality_ids
+from fli2moe.models import build_model
+from fli2moe.training import drop_tokens, load_split_tensors, model_config, train_seed
 from conftest import REPO, write_feature_set
 
 
@@ -115,3 +117,37 @@ def test_train_stage_refuses_too_few_experts_before_training(tmp_path):
     result = run_train_stage(tmp_path, "fl_i2moe")
     assert result.returncode == 2 and "moe.num_experts" in result.stderr
     assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_token_dropout_replaces_real_tokens_by_their_modality_batch_mean(toy):
+    manifest, splits, params = toy
+    model = build_model("fl_i2moe", model_config("fl_i2moe", manifest, params.model, params.moe))
+    tokens, mask, _ = splits["train"].batch(torch.arange(60), torch.device("cpu"))
+    projected, mask_cat = model.project(tokens), model.concat_mask(mask)  # [60, 7, 16], [60, 7]
+    dropped = drop_tokens(model, projected, mask_cat, 0.3, torch.Generator().manual_seed(0))
+    replaced = (dropped != projected).any(-1)  # [60, 7]
+    assert not (replaced & ~mask_cat).any()  # padding is never touched
+    real = int(mask_cat.sum())
+    share = replaced.sum().item() / real
+    assert abs(share - 0.3) < 3 * (0.3 * 0.7 / real) ** 0.5
+    ids = modality_ids(model)
+    for m in range(2):
+        in_m = mask_cat & (ids == m)  # real tokens of modality m
+        mean = projected[in_m].mean(0)
+        assert torch.allclose(dropped[replaced & (ids == m)], mean.expand(int((replaced & (ids == m)).sum()), -1),
+                              atol=1e-6)
+    # The baseline is a reference, not something to learn through: replaced slots pass no gradient back.
+    projected.retain_grad()
+    dropped[replaced].sum().backward()
+    assert projected.grad.abs().sum() == 0
+
+
+def test_token_dropout_changes_training_and_stays_seeded(toy):
+    manifest, splits, params = toy
+    config = model_config("fl_i2moe", manifest, params.model, params.moe)
+    train = replace(params.train, epochs=2)
+    plain = train_seed("fl_i2moe", config, splits, "multiclass", train, 0, torch.device("cpu"))
+    dropped = [train_seed("fl_i2moe", config, splits, "multiclass", replace(train, token_dropout=0.2), 0,
+                          torch.device("cpu")) for _ in range(2)]
+    assert plain.curves != dropped[0].curves
+    assert all(torch.equal(dropped[0].state_dict[k], dropped[1].state_dict[k]) for k in plain.state_dict)

@@ -238,13 +238,3 @@ def load_encoder(kind: str, extract_params):
         folder, revision = resolve_hf(spec)
         return HFTextEncoder(spec, folder, revision, extract_params.max_tokens)
     raise EncoderError(f"no encoder for modality kind {kind!r}")
-
-
-def pick_device(device: str) -> torch.device:
-    """`device: auto` takes CUDA when present."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise EncoderError("device: cuda was asked for but CUDA is not available")
-    return torch.device(device)
-

@@ -233,7 +233,8 @@ class TrainParams:
     batch_size: int
     lr: float
     weight_decay: float
-    overrides: dict  # dataset -> {epochs | batch_size | lr | weight_decay: value}
+    token_dropout: float  # probability of removing each real token during training (0 = never)
+    overrides: dict  # dataset -> {epochs | batch_size | lr | weight_decay | token_dropout: value}
 
     def for_dataset(self, dataset: str) -> "TrainParams":
         """These params with the dataset's overrides applied (no overrides: unchanged)."""
@@ -248,12 +249,15 @@ class TrainParams:
         _positive_int(f"{key}.batch_size", self.batch_size)
         _positive_number(f"{key}.lr", self.lr)
         _non_negative_number(f"{key}.weight_decay", self.weight_decay)
+        if isinstance(self.token_dropout, bool) or not isinstance(self.token_dropout, (int, float)) \
+                or not 0 <= self.token_dropout < 1:
+            raise ParamsError(f"{key}.token_dropout must be a probability in [0, 1), got {self.token_dropout!r}")
         if not isinstance(self.overrides, dict):
             raise ParamsError(f"{key}.overrides must be a mapping dataset -> settings, got {self.overrides!r}")
         for dataset, settings in self.overrides.items():
             if dataset not in KNOWN_DATASETS:
                 raise ParamsError(f"{key}.overrides: unknown dataset {dataset!r} (known: {', '.join(KNOWN_DATASETS)})")
-            allowed = ("epochs", "batch_size", "lr", "weight_decay")
+            allowed = ("epochs", "batch_size", "lr", "weight_decay", "token_dropout")
             if not isinstance(settings, dict) or not set(settings) <= set(allowed):
                 raise ParamsError(f"{key}.overrides.{dataset} may set only {', '.join(allowed)}, got {settings!r}")
             dataclasses.replace(self, overrides={}, **settings).validate(f"{key}.overrides.{dataset}")
@@ -345,7 +349,7 @@ class AblateParams:
 class Params:
     seed: int
     device: str
-    threads: int
+    threads: int | str  # "auto" or a number of CPU threads
     datasets: list
     models: list
     data: dict
@@ -363,7 +367,8 @@ class Params:
         _check_keys(cls, raw, "")
         _non_negative_int("seed", raw["seed"])
         _choice("device", raw["device"], ("auto", "cpu", "cuda"))
-        _positive_int("threads", raw["threads"])
+        if raw["threads"] != "auto":
+            _positive_int("threads", raw["threads"])
         for key, known in (("datasets", KNOWN_DATASETS), ("models", KNOWN_MODELS)):
             value = raw[key]
             if not isinstance(value, list) or not value:

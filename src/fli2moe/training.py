@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from fli2moe.features import load_split
+from fli2moe.masking import modality_ids, remove_tokens
 from fli2moe.models import CONFIG_CLASSES, ModalitySpec, MultimodalModel, build_model
 from fli2moe.task_metrics import selection_metric, task_metrics
 
@@ -78,6 +79,22 @@ def predict(model: MultimodalModel, data: SplitTensors, batch_size: int, device:
     return torch.cat(logits), torch.cat(weights)
 
 
+def drop_tokens(model: MultimodalModel, projected: torch.Tensor, mask: torch.Tensor, p: float,
+                generator: torch.Generator) -> torch.Tensor:
+    """Training-time token removal: each real token is removed with probability p, as `explain.baseline: mean`
+    removes it at explain time (its projected vector becomes its modality's mean, here over the batch's real
+    tokens, detached). A model that never saw a removed token answers arbitrarily when explanations remove
+    some; this makes removal in-distribution. projected [b, T, H], mask [b, T] -> [b, T, H]."""
+    ids = modality_ids(model).to(projected.device)  # [T]
+    real = mask.to(projected.dtype)  # [b, T]
+    M, H = len(model.modality_slices), projected.shape[-1]
+    sums = projected.new_zeros(M, H).index_add_(0, ids, (projected * real[..., None]).sum(0))  # [M, H]
+    counts = projected.new_zeros(M).index_add_(0, ids, real.sum(0))  # [M]
+    baseline = (sums / counts.clamp(min=1)[:, None]).detach()[ids]  # [T, H]
+    keep = torch.rand(mask.shape, generator=generator, device=projected.device) >= p
+    return remove_tokens(projected, keep, baseline, mask)
+
+
 @dataclass
 class SeedRun:
     state_dict: dict[str, torch.Tensor]  # weights of the selected epoch
@@ -96,6 +113,7 @@ def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, tr
     optimizer = torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay)
     shuffle = torch.Generator().manual_seed(seed)
     perturb = torch.Generator(device=device).manual_seed(seed + 1)  # gaussian modality removal
+    dropout = torch.Generator(device=device).manual_seed(seed + 2)  # token removal (train.token_dropout)
     metric = selection_metric(task)
     train, val = splits["train"], splits["val"]
     best_score, best_epoch, best_state, curves = -np.inf, 0, None, []
@@ -106,6 +124,8 @@ def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, tr
         for index in torch.randperm(len(train), generator=shuffle).split(train_params.batch_size):
             tokens, mask, labels = train.batch(index, device)
             projected, mask_cat = model.project(tokens), model.concat_mask(mask)  # [b, T, H], [b, T]
+            if train_params.token_dropout > 0:
+                projected = drop_tokens(model, projected, mask_cat, train_params.token_dropout, dropout)
             out = model(projected, mask_cat)
             loss_task = task_loss(out.logits, labels, task)
             loss_int = model.interaction_loss(projected, mask_cat, out, generator=perturb)

@@ -218,7 +218,11 @@ def token_label(position: int, grid) -> str:
 
 def recovery_section(run: RunOutputs, folder: Path) -> Section:
     section = Section("Planted-pair recovery", "On data whose interactions are known, the synergistic pair is the top "
-                      "SII pair and the redundant pair the top RG pair in most samples.")
+                      "SII pair and the redundant pair the top RG pair in most samples.",
+                      text="The probes remove tokens; a model that never saw a removed token during training answers "
+                           "arbitrarily when a cue is removed, and its interactions then reflect that, not the "
+                           "planted mechanism. train.token_dropout (params.yaml, per dataset in train.overrides) "
+                           "trains with the same removal.")
     for dataset in run.datasets:
         rows = [(m, (run.metrics("probe", f"{dataset}-{m}") or {}).get("recovery"))
                 for m in run.explained(dataset, "probe")]
