@@ -15,8 +15,8 @@ from fli2moe.ablation import ablation_summary, ablation_table, pair_ablation, pl
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
 from fli2moe.explaining import explained_examples
 from fli2moe.features import FeatureSetError
-from fli2moe.params import ParamsError, load_params
-from fli2moe.runtime import use_threads
+from fli2moe.params import ParamsError
+from fli2moe.runtime import load_stage_params
 from fli2moe.stage_args import model_stage_arguments
 
 
@@ -24,8 +24,7 @@ def main() -> int:
     args = model_stage_arguments(__doc__)
     key = args.key
     try:
-        params = load_params(args.params)
-        use_threads(params.threads)
+        params = load_stage_params(args.params)
         probe = load_file(f"results/probe/{key}/interactions.safetensors")
         ex = explained_examples(args.dataset, args.model, params.explain, len(probe["index"]))
         if probe["index"].tolist() != ex.index.tolist():

@@ -16,8 +16,8 @@ from fli2moe.attribution import attribute
 from fli2moe.explaining import attribution_metrics, concentration_table, explained_examples, faithfulness_curves
 from fli2moe.faithfulness import faithfulness
 from fli2moe.features import FeatureSetError
-from fli2moe.params import ParamsError, load_params
-from fli2moe.runtime import use_threads
+from fli2moe.params import ParamsError
+from fli2moe.runtime import load_stage_params
 from fli2moe.stage_args import model_stage_arguments
 
 ATTRIBUTION_BATCH = 16  # examples per attribution pass: bounds the memory of the retained graphs
@@ -27,8 +27,7 @@ def main() -> int:
     args = model_stage_arguments(__doc__)
     key = args.key
     try:
-        params = load_params(args.params)
-        use_threads(params.threads)
+        params = load_stage_params(args.params)
         ex = explained_examples(args.dataset, args.model, params.explain, params.attribution.examples)
     except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
         print(f"attribute {key}: {e}", file=sys.stderr)

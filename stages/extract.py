@@ -16,8 +16,8 @@ from fli2moe.datasets.synthetic import write_synthetic_feature_set
 from fli2moe.encoders import EncoderError, load_encoder
 from fli2moe.extraction import extract_feature_set
 from fli2moe.features import FeatureSetError
-from fli2moe.params import ParamsError, load_params
-from fli2moe.runtime import pick_device, use_threads
+from fli2moe.params import ParamsError
+from fli2moe.runtime import load_stage_params, pick_device
 
 
 def main() -> int:
@@ -34,8 +34,7 @@ def main() -> int:
     # synthetic is generated and custom imported as a finished feature set: no raw data, no encoder.
     synthetic, custom = args.dataset == "synthetic", args.dataset == "custom"
     try:
-        params = load_params(args.params)
-        use_threads(params.threads)
+        params = load_stage_params(args.params)
         if args.dataset not in params.datasets:
             raise ParamsError(f"--dataset {args.dataset!r} is not in datasets: {params.datasets}")
         if not (synthetic or custom):

@@ -14,8 +14,8 @@ from safetensors.torch import load_file, save_file
 from fli2moe.artifacts import atomic_folder, write_json
 from fli2moe.explaining import explained_examples
 from fli2moe.features import FeatureSetError
-from fli2moe.params import ParamsError, load_params
-from fli2moe.runtime import use_threads
+from fli2moe.params import ParamsError
+from fli2moe.runtime import load_stage_params
 from fli2moe.stage_args import model_stage_arguments
 from fli2moe.probing import (aggregate_recovery, check_pair_modalities, interaction_tensors, pair_rows,
                              probe_examples, probe_metrics, synthetic_recovery)
@@ -25,8 +25,7 @@ def main() -> int:
     args = model_stage_arguments(__doc__)
     key = args.key
     try:
-        params = load_params(args.params)
-        use_threads(params.threads)
+        params = load_stage_params(args.params)
         config = params.probe
         maps = load_file(f"results/attribution/{key}/maps.safetensors")
         if config.examples is not None and config.examples > len(maps["whole"]):

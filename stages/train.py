@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
 from fli2moe.features import FeatureSetError, read_manifest
 from fli2moe.models import build_model, num_parameters
-from fli2moe.params import ParamsError, load_params
-from fli2moe.runtime import pick_device, use_threads
+from fli2moe.params import ParamsError
+from fli2moe.runtime import load_stage_params, pick_device
 from fli2moe.stage_args import model_stage_arguments
 from fli2moe.task_metrics import aggregate
 from fli2moe.training import load_split_tensors, model_config, train_seed
@@ -21,8 +21,7 @@ def main() -> int:
     key = args.key
 
     try:
-        params = load_params(args.params)
-        use_threads(params.threads)
+        params = load_stage_params(args.params)
         device = pick_device(params.device)
         manifest = read_manifest(f"features/{args.dataset}")
         config = model_config(args.model, manifest, params.model, params.moe)

@@ -132,6 +132,7 @@ def test_accuracy_verdict_against_dense_and_moe_plain(tmp_path):
     # -0.02 against dense is within one seed std: "at least as good"; +0.10 over moe_plain: "better".
     assert verdict.status == claims.SUPPORTED
     write(tmp_path, "metrics/train/toy-moe_plain.json", {"test": {"accuracy": {"mean": 0.49, "std": 0.03}}})
+    run = toy_run(tmp_path)  # a RunOutputs reads each file once: a changed run is a new one
     assert claims.accuracy_claim(run, "toy").status == claims.MIXED  # dense supported, moe_plain inconclusive
 
 
@@ -147,6 +148,7 @@ def test_routing_verdict_detects_constant_weights(tmp_path):
     assert claims.routing_claim(run, "toy").status == claims.NOT_SUPPORTED
     varied = np.random.default_rng(0).dirichlet(np.ones(4), size=(2, 50)).astype(np.float32)
     save_file({"weights": varied}, folder / "test_routing.safetensors")
+    run = toy_run(tmp_path)
     verdict = claims.routing_claim(run, "toy")
     assert verdict.status == claims.SUPPORTED and "4 of 4 experts" in verdict.sentence
     assert run.routing("toy", "fl_i2moe").experts == ["expert0_uniqueness_a", "expert1_uniqueness_b",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fli2moe.params import ParamsError
+from fli2moe.params import Params, ParamsError, load_params
 
 
 def pick_device(device: str) -> torch.device:
@@ -24,3 +24,10 @@ def use_threads(threads: int | str) -> None:
     """
     if threads != "auto":
         torch.set_num_threads(threads)
+
+
+def load_stage_params(path: str) -> Params:
+    """The validated params of a torch stage, with its CPU threads already set from `threads`."""
+    params = load_params(path)
+    use_threads(params.threads)
+    return params

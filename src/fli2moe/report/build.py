@@ -61,8 +61,8 @@ def routing_section(run: RunOutputs, folder: Path) -> Section:
     section = Section("Reweighting model", "The reweighting model assigns sample-specific weights to the "
                       "uniqueness, synergy and redundancy experts.")
     for dataset in run.datasets:
-        frames = [routing_frame(run.routing(dataset, m), m) for m in run.trained(dataset)
-                  if run.routing(dataset, m) is not None]
+        frames = [routing_frame(routing, m) for m in run.trained(dataset)
+                  if (routing := run.routing(dataset, m)) is not None]
         if not frames:
             continue
         section.verdicts.append(claims.routing_claim(run, dataset))
@@ -286,8 +286,9 @@ def headline(run: RunOutputs, sections: list[Section]) -> dict:
                         entry[name] = probe["recovery"][name]
             ablate = run.metrics("ablate", key)
             if ablate is not None:
+                smallest = min(c["budget"] for c in ablate["comparisons"])
                 for c in ablate["comparisons"]:
-                    if c["random"] == "random_candidates" and c["budget"] == min(x["budget"] for x in ablate["comparisons"]):
+                    if c["random"] == "random_candidates" and c["budget"] == smallest:
                         entry[f"{c['ranking']}_vs_random_b{c['budget']}"] = c["difference"]
             summary.setdefault(dataset, {})[model] = entry
     return summary

@@ -7,7 +7,7 @@ run, e.g. the routing weights of the dense model or planted-pair recovery outsid
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -35,11 +35,15 @@ class RunOutputs:
     root: Path
     datasets: tuple[str, ...]
     models: tuple[str, ...]
+    # Files already read, by path: every section and table asks again, and they do not change meanwhile.
+    _read: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def metrics(self, stage: str, key: str) -> dict | None:
-        """metrics/<stage>/<key>.json, e.g. ("train", "enrico-dense"); None when absent."""
+        """metrics/<stage>/<key>.json, e.g. ("train", "enrico-dense"); None when absent. Read-only."""
         path = self.root / "metrics" / stage / f"{key}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        if path not in self._read:
+            self._read[path] = json.loads(path.read_text()) if path.is_file() else None
+        return self._read[path]
 
     def curves(self, stage: str, key: str) -> pd.DataFrame:
         path = self.root / "metrics" / stage / "curves" / f"{key}.csv"
@@ -69,6 +73,12 @@ class RunOutputs:
     def routing(self, dataset: str, model: str) -> Routing | None:
         """The mixture's routing weights; None for the dense model (one expert, nothing routed)."""
         folder = self.root / "models" / f"{dataset}-{model}"
+        if folder not in self._read:
+            self._read[folder] = self.read_routing(folder)
+        return self._read[folder]
+
+    @staticmethod
+    def read_routing(folder: Path) -> Routing | None:
         if not (folder / "config.json").is_file():
             return None
         config = json.loads((folder / "config.json").read_text())["config"]

@@ -226,7 +226,7 @@ COST_STAGES = ("extract", "train", "attribute", "probe", "ablate")
 
 def cost_table(run: RunOutputs) -> Table:
     """Wall seconds of each stage run, from metrics/timing/ (they vary run to run, so they are not metrics)."""
-    rows = []
+    rows, total = [], 0.0
     for stage in COST_STAGES:
         for dataset in run.datasets:
             keys = [dataset] if stage == "extract" else [f"{dataset}-{m}" for m in (
@@ -237,7 +237,7 @@ def cost_table(run: RunOutputs) -> Table:
                     probe = run.metrics("probe", key) if stage == "probe" else None
                     rows.append([stage, key, number(timing["seconds_total"], 1),
                                  number(probe["mean_evaluations"], 0) if probe else DASH])
-    total = sum(float(r[2]) for r in rows)
+                    total += timing["seconds_total"]
     rows.append(["all", DASH, number(total, 1), DASH])
     return Table("Cost per stage (wall seconds on this machine)", ["stage", "key", "seconds", "model evaluations / example"],
                  rows, "measured by the stages themselves; `dvc repro` adds a few seconds of bookkeeping per stage.",
