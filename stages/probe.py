@@ -26,7 +26,7 @@ def main() -> int:
     key = args.key
     try:
         params = load_stage_params(args.params)
-        config = params.probe
+        config = params.probe.for_dataset(args.dataset)
         maps = load_file(f"results/attribution/{key}/maps.safetensors")
         if config.examples is not None and config.examples > len(maps["whole"]):
             raise ParamsError(f"probe.examples = {config.examples} but the attribution covers "

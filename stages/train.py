@@ -37,19 +37,19 @@ def main() -> int:
 
     with atomic_folder(f"models/{key}") as folder:
         write_json(folder / "config.json", {"model": args.model, "dataset": args.dataset,
-                                            "config": config.to_dict(), "seeds": params.train.seeds})
-        for seed, run in zip(params.train.seeds, runs):
+                                            "config": config.to_dict(), "seeds": train_params.seeds})
+        for seed, run in zip(train_params.seeds, runs):
             save_file(run.state_dict, folder / f"seed{seed}.safetensors")
         save_file({"weights": torch.stack([r.test_weights for r in runs]).contiguous(),  # [S, N_test, E]
-                   "seeds": torch.tensor(params.train.seeds)}, folder / "test_routing.safetensors")
+                   "seeds": torch.tensor(train_params.seeds)}, folder / "test_routing.safetensors")
     parameters = num_parameters(build_model(args.model, config))
     write_json(f"metrics/train/{key}.json", {
-        "model": args.model, "dataset": args.dataset, "parameters": parameters, "seeds": params.train.seeds,
+        "model": args.model, "dataset": args.dataset, "parameters": parameters, "seeds": train_params.seeds,
         "best_epoch": [r.best_epoch for r in runs],
         "test": aggregate([r.test for r in runs]), "val": aggregate([r.val for r in runs]),
     })
     write_csv(f"metrics/train/curves/{key}.csv",
-              [{"seed": seed, **row} for seed, run in zip(params.train.seeds, runs) for row in run.curves])
+              [{"seed": seed, **row} for seed, run in zip(train_params.seeds, runs) for row in run.curves])
     # Timings vary run to run: kept apart so that the metrics above are byte-identical across runs.
     write_json(f"metrics/timing/train/{key}.json", {
         "seconds_per_seed": aggregate([{"seconds": r.seconds} for r in runs])["seconds"],

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import yaml
 
@@ -44,7 +46,10 @@ def test_repository_params_load():
     (lambda p: p["probe"].update(num_contexts=1), "probe.num_contexts"),
     (lambda p: p["data"]["synthetic"].update(tokens=2), "data.synthetic.tokens"),
     (lambda p: p["train"]["overrides"].update(imagenet={"lr": 0.1}), "train.overrides"),
-    (lambda p: p["train"]["overrides"].update(enrico={"seeds": [1]}), "train.overrides.enrico"),
+    (lambda p: p["train"]["overrides"].update(enrico={"overrides": {}}), "train.overrides.enrico"),
+    (lambda p: p["train"]["overrides"].update(enrico={"seeds": [1, 2]}), "explain.model_seed"),
+    (lambda p: p["probe"]["overrides"].update(enrico={"estimator": "exact", "candidates": "all"}),
+     "probe.overrides.enrico.estimator"),
     (lambda p: p["train"]["overrides"].update(enrico={"lr": 0}), "train.overrides.enrico.lr"),
     (lambda p: p["ablate"].update(budgets=[1, 0]), "ablate.budgets[1]"),
     (lambda p: p["ablate"].update(quantity="loss"), "ablate.quantity"),
@@ -63,6 +68,13 @@ def test_train_overrides_apply_to_their_dataset_only(raw_params):
     assert (train.for_dataset("synthetic").lr, train.for_dataset("synthetic").epochs) == (0.01, 3)
     assert train.for_dataset("enrico").lr == raw_params["train"]["lr"]
     assert train.for_dataset("synthetic").seeds == train.seeds
+
+
+def test_probe_overrides_apply_to_their_dataset_only(raw_params):
+    raw_params["probe"]["overrides"] = {"synthetic": {"candidates": "all", "num_contexts": 64}}
+    probe = Params.from_dict(raw_params).probe
+    assert (probe.for_dataset("synthetic").candidates, probe.for_dataset("synthetic").num_contexts) == ("all", 64)
+    assert probe.for_dataset("enrico") == dataclasses.replace(probe, overrides={})
 
 
 def test_hf_encoders_are_accepted(raw_params):

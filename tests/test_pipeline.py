@@ -47,6 +47,7 @@ def tiny_training(params):
     params["model"].update(hidden=8, heads=2)
     params["moe"]["router_hidden"] = 8
     params["train"].update(epochs=1, seeds=[0], batch_size=8)
+    params["train"]["overrides"] = {"synthetic": {"epochs": 2, "token_dropout": 0.15}}
     params["attribution"].update(examples=4, random_repeats=2, bootstrap=50)
     params["probe"].update(examples=2, candidates=2, num_contexts=8)
     params["ablate"].update(budgets=[1], random_repeats=2, permutations=50, bootstrap=50)

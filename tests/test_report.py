@@ -127,13 +127,18 @@ def test_ablation_verdict_uses_random_candidates_and_every_budget(tmp_path):
 def test_accuracy_verdict_against_dense_and_moe_plain(tmp_path):
     run = toy_run(tmp_path)
     for model, mean in (("fl_i2moe", 0.50), ("dense", 0.52), ("moe_plain", 0.40)):
-        write(tmp_path, f"metrics/train/toy-{model}.json", {"test": {"accuracy": {"mean": mean, "std": 0.03}}})
+        write(tmp_path, f"metrics/train/toy-{model}.json",
+              {"seeds": [0, 1], "test": {"accuracy": {"mean": mean, "std": 0.03}}})
     verdict = claims.accuracy_claim(run, "toy")
     # -0.02 against dense is within one seed std: "at least as good"; +0.10 over moe_plain: "better".
     assert verdict.status == claims.SUPPORTED
-    write(tmp_path, "metrics/train/toy-moe_plain.json", {"test": {"accuracy": {"mean": 0.49, "std": 0.03}}})
+    write(tmp_path, "metrics/train/toy-moe_plain.json",
+          {"seeds": [0, 1], "test": {"accuracy": {"mean": 0.49, "std": 0.03}}})
     run = toy_run(tmp_path)  # a RunOutputs reads each file once: a changed run is a new one
     assert claims.accuracy_claim(run, "toy").status == claims.MIXED  # dense supported, moe_plain inconclusive
+    write(tmp_path, "metrics/train/toy-moe_plain.json", {"seeds": [0], "test": {"accuracy": {"mean": 0.2, "std": 0}}})
+    verdict = claims.accuracy_claim(toy_run(tmp_path), "toy")  # one seed: a spread of 0 would decide anything
+    assert verdict.status == claims.INCONCLUSIVE and "one seed" in verdict.sentence
 
 
 def test_routing_verdict_detects_constant_weights(tmp_path):

@@ -226,19 +226,35 @@ class MoEParams:
         _positive_int(f"{key}.router_hidden", self.router_hidden)
 
 
+class PerDataset:
+    """A section with an `overrides` field: {dataset: {key: value}} replacing any of its other keys for that
+    dataset's stages (the synthetic benchmark trains and is probed differently from real data)."""
+
+    def for_dataset(self, dataset: str):
+        """This section with the dataset's overrides applied (no overrides: unchanged)."""
+        return dataclasses.replace(self, overrides={}, **self.overrides.get(dataset, {}))
+
+    def validate_overrides(self, key: str) -> None:
+        if not isinstance(self.overrides, dict):
+            raise ParamsError(f"{key}.overrides must be a mapping dataset -> settings, got {self.overrides!r}")
+        allowed = [f.name for f in dataclasses.fields(self) if f.name != "overrides"]
+        for dataset, settings in self.overrides.items():
+            if dataset not in KNOWN_DATASETS:
+                raise ParamsError(f"{key}.overrides: unknown dataset {dataset!r} (known: {', '.join(KNOWN_DATASETS)})")
+            if not isinstance(settings, dict) or not set(settings) <= set(allowed):
+                raise ParamsError(f"{key}.overrides.{dataset} may set only {', '.join(allowed)}, got {settings!r}")
+            dataclasses.replace(self, overrides={}, **settings).validate(f"{key}.overrides.{dataset}")
+
+
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(PerDataset):
     seeds: list
     epochs: int
     batch_size: int
     lr: float
     weight_decay: float
     token_dropout: float  # probability of removing each real token during training (0 = never)
-    overrides: dict  # dataset -> {epochs | batch_size | lr | weight_decay | token_dropout: value}
-
-    def for_dataset(self, dataset: str) -> "TrainParams":
-        """These params with the dataset's overrides applied (no overrides: unchanged)."""
-        return dataclasses.replace(self, overrides={}, **self.overrides.get(dataset, {}))
+    overrides: dict  # dataset -> {any of the keys above: value}
 
     def validate(self, key: str) -> None:
         if not isinstance(self.seeds, list) or not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -252,15 +268,7 @@ class TrainParams:
         if isinstance(self.token_dropout, bool) or not isinstance(self.token_dropout, (int, float)) \
                 or not 0 <= self.token_dropout < 1:
             raise ParamsError(f"{key}.token_dropout must be a probability in [0, 1), got {self.token_dropout!r}")
-        if not isinstance(self.overrides, dict):
-            raise ParamsError(f"{key}.overrides must be a mapping dataset -> settings, got {self.overrides!r}")
-        for dataset, settings in self.overrides.items():
-            if dataset not in KNOWN_DATASETS:
-                raise ParamsError(f"{key}.overrides: unknown dataset {dataset!r} (known: {', '.join(KNOWN_DATASETS)})")
-            allowed = ("epochs", "batch_size", "lr", "weight_decay", "token_dropout")
-            if not isinstance(settings, dict) or not set(settings) <= set(allowed):
-                raise ParamsError(f"{key}.overrides.{dataset} may set only {', '.join(allowed)}, got {settings!r}")
-            dataclasses.replace(self, overrides={}, **settings).validate(f"{key}.overrides.{dataset}")
+        self.validate_overrides(key)
 
 
 @dataclass(frozen=True)
@@ -300,13 +308,14 @@ class AttributionParams:
 
 
 @dataclass(frozen=True)
-class ProbeParams:
+class ProbeParams(PerDataset):
     examples: int | None
     candidates: int | str
     estimator: str
     num_contexts: int
     rg_keep: float
     quantity: str
+    overrides: dict  # dataset -> {any of the keys above: value}
 
     def validate(self, key: str) -> None:
         _optional_positive_int(f"{key}.examples", self.examples)
@@ -324,6 +333,7 @@ class ProbeParams:
         if isinstance(self.rg_keep, bool) or not isinstance(self.rg_keep, (int, float)) or not 0 <= self.rg_keep <= 1:
             raise ParamsError(f"{key}.rg_keep must be a probability in [0, 1], got {self.rg_keep!r}")
         _choice(f"{key}.quantity", self.quantity, ("logit", "prob"))
+        self.validate_overrides(key)
 
 
 @dataclass(frozen=True)
@@ -396,9 +406,12 @@ class Params:
                      attribution=_build(AttributionParams, raw["attribution"], "attribution"),
                      probe=_build(ProbeParams, raw["probe"], "probe"),
                      ablate=_build(AblateParams, raw["ablate"], "ablate"))
-        if params.explain.model_seed not in params.train.seeds:
-            raise ParamsError(f"explain.model_seed = {params.explain.model_seed} is not one of train.seeds "
-                              f"{params.train.seeds}: only trained seeds can be explained")
+        for dataset in params.datasets:
+            seeds = params.train.for_dataset(dataset).seeds
+            if params.explain.model_seed not in seeds:
+                raise ParamsError(f"explain.model_seed = {params.explain.model_seed} is not one of the seeds "
+                                  f"{seeds} trained on {dataset} (train.seeds, train.overrides): only trained "
+                                  "seeds can be explained")
         return params
 
 

@@ -36,6 +36,10 @@ def accuracy_claim(run: RunOutputs, dataset: str) -> Verdict:
     test = {m: run.metrics("train", f"{dataset}-{m}")["test"][metric] for m in run.trained(dataset)}
     if "fl_i2moe" not in test:
         return Verdict(dataset, INCONCLUSIVE, f"fl_i2moe was not trained in this run.")
+    seeds = min(len(run.metrics("train", f"{dataset}-{m}")["seeds"]) for m in test)
+    if seeds < 2:
+        return Verdict(dataset, INCONCLUSIVE, f"one seed was trained on {dataset}: no seed spread to judge a "
+                       "difference in test " + metric_label(metric) + " by.")
     fl = test["fl_i2moe"]
     parts, statuses = [], []
     for other, rule in (("dense", "at least as good as"), ("moe_plain", "better than")):
