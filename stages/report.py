@@ -25,7 +25,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         params = load_params(args.params)
-        run = RunOutputs(Path("."), tuple(params.datasets), tuple(params.models))
+        run = RunOutputs(Path("."), tuple(params.datasets), tuple(params.models), tuple(params.moe_plain_datasets))
         run.manifests  # every dataset's feature set must be there before any drawing starts
     except (ParamsError, FeatureSetError) as e:
         print(f"report: {e}", file=sys.stderr)

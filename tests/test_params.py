@@ -51,6 +51,9 @@ def test_repository_params_load():
     (lambda p: p["probe"]["overrides"].update(enrico={"estimator": "exact", "candidates": "all"}),
      "probe.overrides.enrico.estimator"),
     (lambda p: p["train"]["overrides"].update(enrico={"lr": 0}), "train.overrides.enrico.lr"),
+    (lambda p: p.update(moe_plain_datasets=["mmimdb"]), "moe_plain_datasets"),
+    (lambda p: p.update(moe_plain_datasets="enrico"), "moe_plain_datasets"),
+    (lambda p: p.update(models=["fl_i2moe", "moe_plain"], moe_plain_datasets=["enrico"]), "moe_plain_datasets"),
     (lambda p: p["ablate"].update(budgets=[1, 0]), "ablate.budgets[1]"),
     (lambda p: p["ablate"].update(quantity="loss"), "ablate.quantity"),
 ])

@@ -60,28 +60,30 @@ def stages_run(output: str) -> set[str]:
 def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_env):
     repo = make_dvc_repo(tmp_path / "repo", venv_env, tiny_training, enrico_uis=40)
     first = run(["dvc", "repro"], repo, venv_env)
+    # moe_plain is trained on moe_plain_datasets only: enrico by default.
     assert stages_run(first) == {f"{stage}@{dataset}{model}" for dataset in ("enrico", "synthetic") for stage, model in
-                                 [("extract", ""), ("train", "-fl_i2moe"), ("train", "-moe_plain"),
-                                  ("train_dense", ""), ("baselines", ""), ("attribute", "-fl_i2moe"),
-                                  ("attribute", "-dense"), ("probe", "-fl_i2moe"), ("probe", "-dense"),
-                                  ("ablate", "-fl_i2moe"), ("ablate", "-dense")]} | {"report"}
+                                 [("extract", ""), ("train", ""), ("train_dense", ""), ("baselines", ""),
+                                  ("attribute", "-fl_i2moe"), ("attribute", "-dense"), ("probe", "-fl_i2moe"),
+                                  ("probe", "-dense"), ("ablate", "-fl_i2moe"), ("ablate", "-dense")]} \
+        | {"train_plain@enrico", "report"}
     page = (repo / "reports" / "index.html").read_text()
     images = re.findall(r'<img src="([^"]+)"', page)
     assert len(images) >= 8 and all((repo / "reports" / image).is_file() for image in images)
     summary = json.loads((repo / "reports" / "summary.json").read_text())
     assert set(summary["enrico"]) == {"fl_i2moe", "moe_plain", "dense"}
+    assert set(summary["synthetic"]) == {"fl_i2moe", "dense"}
     run(["git", "add", "-A"], repo, venv_env)
     run(["git", "commit", "-q", "-m", "baseline run"], repo, venv_env)
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
 
     output = run(["dvc", "exp", "run", "-S", "moe.num_experts=5"], repo, venv_env)
-    assert stages_run(output) == {f"{stage}@{dataset}-{model}" for dataset in ("enrico", "synthetic")
-                                  for stage, model in [("train", "fl_i2moe"), ("train", "moe_plain"),
-                                                       ("attribute", "fl_i2moe"), ("probe", "fl_i2moe"),
-                                                       ("ablate", "fl_i2moe")]} | {"report"}
+    assert stages_run(output) == {f"{stage}@{dataset}{model}" for dataset in ("enrico", "synthetic")
+                                  for stage, model in [("train", ""), ("attribute", "-fl_i2moe"),
+                                                       ("probe", "-fl_i2moe"), ("ablate", "-fl_i2moe")]} \
+        | {"train_plain@enrico", "report"}
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert lock_after["train_dense@enrico"] == lock_before["train_dense@enrico"]
-    assert lock_after["train@enrico-fl_i2moe"]["params"]["params.yaml"]["moe"]["num_experts"] == 5
+    assert lock_after["train@enrico"]["params"]["params.yaml"]["moe"]["num_experts"] == 5
     routing = load_file(repo / "models" / "enrico-fl_i2moe" / "test_routing.safetensors")["weights"]
     assert routing.shape[-1] == 5  # [seeds, N_test, experts]
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, venv_env))

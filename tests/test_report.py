@@ -28,14 +28,14 @@ def ci(mean, low, high) -> dict:
     return {"mean": mean, "low": low, "high": high, "n": 10}
 
 
-def toy_run(tmp_path: Path, models=("fl_i2moe", "dense")) -> RunOutputs:
+def toy_run(tmp_path: Path, models=("fl_i2moe", "dense"), moe_plain_datasets=("toy",)) -> RunOutputs:
     """A run with one two-modality dataset `toy`: only the files a test writes exist."""
     write(tmp_path, "features/toy/manifest.json", {
         "dataset": "toy", "task": "multiclass", "label_names": ["x", "y"], "splits": {"test": 2},
         "modalities": [{"name": "a", "tokens": 2, "dim": 3, "grid": None},
                        {"name": "b", "tokens": 2, "dim": 3, "grid": None}],
         "skipped": [], "ids": {"test": ["t0", "t1"]}})
-    return RunOutputs(tmp_path, ("toy",), tuple(models))
+    return RunOutputs(tmp_path, ("toy",), tuple(models), tuple(moe_plain_datasets))
 
 
 def faithfulness_entry(gap, low, high) -> dict:
@@ -68,6 +68,10 @@ def test_task_table_lists_trained_models_then_baselines(tmp_path):
     assert [row[0] for row in table.rows] == ["fl_i2moe", "dense", "majority"]  # moe_plain: not trained here
     assert table.rows[0][1:] == ["1,234", "0.500 ± 0.010", "0.250 ± 0.020", "3, 4"]
     assert table.rows[2][2:4] == ["0.250", "0.100"]
+    # A moe_plain file left over from a run that trained it on toy is not this run's.
+    write(tmp_path, "metrics/train/toy-moe_plain.json", json.loads((tmp_path / "metrics/train/toy-dense.json").read_text()))
+    assert toy_run(tmp_path, moe_plain_datasets=()).trained("toy") == ["fl_i2moe", "dense"]
+    assert toy_run(tmp_path).trained("toy") == ["fl_i2moe", "moe_plain", "dense"]
 
 
 @pytest.mark.parametrize("gaps, expected", [

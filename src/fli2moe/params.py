@@ -362,6 +362,7 @@ class Params:
     threads: int | str  # "auto" or a number of CPU threads
     datasets: list
     models: list
+    moe_plain_datasets: list  # datasets on which moe_plain is trained too
     data: dict
     extract: ExtractParams
     model: ModelParams
@@ -388,6 +389,7 @@ class Params:
                     raise ParamsError(f"{key}: unknown name {name!r} (known: {', '.join(known)})")
             if len(set(value)) != len(value):
                 raise ParamsError(f"{key} lists a name twice: {value!r}")
+        _moe_plain_datasets(raw["moe_plain_datasets"], raw["datasets"], raw["models"])
         if not isinstance(raw["data"], dict):
             raise ParamsError(f"data must be a mapping, got {raw['data']!r}")
         data = {}
@@ -399,6 +401,7 @@ class Params:
             if name not in data:
                 raise ParamsError(f"datasets lists {name!r} but data.{name} is missing")
         params = cls(seed=raw["seed"], device=raw["device"], threads=raw["threads"], datasets=raw["datasets"], models=raw["models"],
+                     moe_plain_datasets=raw["moe_plain_datasets"],
                      data=data, extract=_build(ExtractParams, raw["extract"], "extract"),
                      model=_build(ModelParams, raw["model"], "model"), moe=_build(MoEParams, raw["moe"], "moe"),
                      train=_build(TrainParams, raw["train"], "train"),
@@ -413,6 +416,17 @@ class Params:
                                   f"{seeds} trained on {dataset} (train.seeds, train.overrides): only trained "
                                   "seeds can be explained")
         return params
+
+
+def _moe_plain_datasets(value: Any, datasets: list, models: list) -> None:
+    if not isinstance(value, list) or len(set(value)) != len(value):
+        raise ParamsError(f"moe_plain_datasets must be a list of distinct dataset names, got {value!r}")
+    for name in value:
+        if name not in datasets:
+            raise ParamsError(f"moe_plain_datasets lists {name!r}, which is not in datasets {datasets}")
+    if "moe_plain" in models and set(value) != set(datasets):
+        raise ParamsError(f"models lists moe_plain, which is then explained on every dataset: moe_plain_datasets "
+                          f"must list all of datasets {datasets}, got {value}")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -31,10 +31,12 @@ class Routing:
 
 @dataclass(frozen=True)
 class RunOutputs:
-    """The outputs of one pipeline run under `root` for the params' `datasets` and explained `models`."""
+    """The outputs of one pipeline run under `root` for the params' `datasets`, explained `models` and
+    `moe_plain_datasets`: files of other datasets or models, left over from earlier runs, are never read."""
     root: Path
     datasets: tuple[str, ...]
     models: tuple[str, ...]
+    moe_plain_datasets: tuple[str, ...]
     # Files already read, by path: every section and table asks again, and they do not change meanwhile.
     _read: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -59,8 +61,9 @@ class RunOutputs:
         return load_file(path) if path.is_file() else None
 
     def trained(self, dataset: str) -> list[str]:
-        """The models trained on `dataset` in this run (moe_plain is always trained, as a control)."""
-        return [m for m in TRAINED_MODELS if self.metrics("train", f"{dataset}-{m}") is not None]
+        """The models trained on `dataset` in this run: fl_i2moe, dense, and moe_plain on moe_plain_datasets."""
+        return [m for m in TRAINED_MODELS if (m != "moe_plain" or dataset in self.moe_plain_datasets)
+                and self.metrics("train", f"{dataset}-{m}") is not None]
 
     def explained(self, dataset: str, stage: str) -> list[str]:
         """The explained models with outputs of `stage` ("attribution", "probe", "ablate") on `dataset`."""
