@@ -81,7 +81,7 @@ def test_extract_stage_imports_a_custom_feature_set(tmp_path, multilabel, raw_pa
 
     from conftest import REPO
 
-    raw_params["datasets"] = ["custom"]
+    raw_params["datasets"], raw_params["moe_plain_datasets"] = ["custom"], []
     raw_params["data"]["custom"]["root"] = str(multilabel)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "extract.py"), "--dataset", "custom", "--params",

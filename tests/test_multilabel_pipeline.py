@@ -23,7 +23,7 @@ ATTRIBUTED, PROBED, BUDGETS = 6, 3, [1, 2]
 
 
 def tiny_mmimdb(params):
-    params["datasets"], params["models"] = ["mmimdb"], list(MODELS)
+    params["datasets"], params["models"], params["moe_plain_datasets"] = ["mmimdb"], list(MODELS), []
     params["data"]["mmimdb"].update(root="data/mmimdb", max_per_split=None)
     params["extract"].update(image_size=[64, 32], max_tokens=16, batch_size=16, num_workers=0)
     params["model"].update(hidden=8, heads=2)
