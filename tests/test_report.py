@@ -74,6 +74,13 @@ def test_task_table_lists_trained_models_then_baselines(tmp_path):
     assert toy_run(tmp_path).trained("toy") == ["fl_i2moe", "moe_plain", "dense"]
 
 
+def test_task_table_shows_no_spread_for_one_seed(tmp_path):
+    write(tmp_path, "metrics/train/toy-fl_i2moe.json", {
+        "parameters": 10, "seeds": [0], "best_epoch": [3], "test": {"accuracy": {"mean": 0.5, "std": 0.0}}})
+    table = task_table(toy_run(tmp_path), "toy")
+    assert table.rows[0][2] == "0.500" and "one seed" in table.note
+
+
 @pytest.mark.parametrize("gaps, expected", [
     ({"a": (0.1, 0.05, 0.15, -0.1, -0.15, -0.05), "b": (0.1, 0.05, 0.15, -0.1, -0.15, -0.05)}, claims.SUPPORTED),
     ({"a": (0.1, 0.05, 0.15, -0.1, -0.15, -0.05), "b": (0.1, -0.01, 0.15, -0.1, -0.15, 0.01)}, claims.MIXED),

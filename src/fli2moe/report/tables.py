@@ -78,15 +78,18 @@ def task_table(run: RunOutputs, dataset: str) -> Table:
     """Test metrics mean ± std over seeds, parameter counts, and the majority / linear-probe baselines."""
     trained = {m: run.metrics("train", f"{dataset}-{m}") for m in run.trained(dataset)}
     names = sorted({name for metrics in trained.values() for name in metrics["test"]})
-    rows = [[model, f"{metrics['parameters']:,}", *(mean_std(metrics["test"].get(n)) for n in names),
+    seeds = len(next(iter(trained.values()))["seeds"]) if trained else 0
+    # One seed has no spread: its "± 0.000" would read as a measured zero.
+    shown = mean_std if seeds > 1 else lambda stats: number(stats and stats["mean"])
+    rows = [[model, f"{metrics['parameters']:,}", *(shown(metrics["test"].get(n)) for n in names),
              ", ".join(map(str, metrics["best_epoch"]))] for model, metrics in trained.items()]
     baselines = run.metrics("baselines", dataset) or {"test": {}}
     rows += [[name.replace("_", " "), DASH, *(number(scores.get(n)) for n in names), DASH]
              for name, scores in baselines["test"].items()]
-    seeds = len(next(iter(trained.values()))["seeds"]) if trained else 0
+    spread = f"mean ± sample std over {seeds} seeds" if seeds > 1 else "one seed (train.overrides), no spread"
     return Table(f"{dataset}: test metrics", ["model", "parameters", *map(metric_label, names),
                                               "best epoch per seed"], rows,
-                 f"mean ± sample std over {seeds} seeds; baselines are deterministic (one value).")
+                 f"{spread}; baselines are deterministic (one value).")
 
 
 def routing_table(run: RunOutputs, dataset: str) -> Table:
