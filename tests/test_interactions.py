@@ -142,6 +142,15 @@ def test_exact_rejects_more_than_16_players():
     assert recorder.batches == []
 
 
+def test_exact_goes_beyond_16_players_when_allowed():
+    # An AND game of players 0 and 1 (modalities 0 and 1) among 18: SII = 1 for that pair, 0 elsewhere.
+    modality = torch.tensor([0, 1] * 9)
+    result = exact(lambda c: (c[:, 0] & c[:, 1]).double(), modality, max_players=18)
+    first = (result.pairs[:, 0] == 0) & (result.pairs[:, 1] == 1)
+    assert result.evaluations == 2**18 and result.sii[first].item() == pytest.approx(1.0)
+    torch.testing.assert_close(result.sii[~first], torch.zeros(int((~first).sum()), dtype=torch.float64))
+
+
 # --- montecarlo against exact --------------------------------------------------------------------
 
 

@@ -95,6 +95,7 @@ def exact(
     modality,
     rg_keep: float = 1.0,
     max_batch: int = DEFAULT_MAX_BATCH,
+    max_players: int = MAX_EXACT_PLAYERS,
 ) -> PairInteractions:
     """Exact SII and RG of every cross-modal pair from one evaluation of all 2^n coalitions.
 
@@ -108,19 +109,22 @@ def exact(
         modality: int [n], modality id per player.
         rg_keep: probability that RG keeps each other player in the context, in [0, 1].
         max_batch: largest number of coalitions per call of ``value``.
+        max_players: largest n accepted. Beyond 16, 2^n model evaluations are impractical, but a
+            closed-form game (the benchmarks' reference) can go to about 22 players: memory grows
+            as P * 2^(n-2) int64 and float64 entries.
 
     Returns:
         PairInteractions with zero standard errors, ``*_samples`` = number of contexts with a
         nonzero weight, ``evaluations`` = 2^n.
 
     Raises:
-        ValueError: n > 16 (2^n evaluations would be impractical), or invalid arguments.
+        ValueError: n > max_players, or invalid arguments.
     """
     modality = _as_modality(modality)
     n = len(modality)
-    if n > MAX_EXACT_PLAYERS:
+    if n > max_players:
         raise ValueError(
-            f"exact() enumerates 2^n coalitions and supports n <= {MAX_EXACT_PLAYERS} players, got n={n}; "
+            f"exact() enumerates 2^n coalitions and supports n <= {max_players} players, got n={n}; "
             "use montecarlo()"
         )
     _check_common(modality, rg_keep, max_batch)
