@@ -41,7 +41,7 @@ def main() -> int:
     results = probe_examples(ex.model, ex.projected, ex.mask, ex.target, maps["whole"][: len(ex.index)], ex.baseline,
                              ex.manifest["task"], config.candidates, config.estimator, config.num_contexts,
                              config.rg_keep, params.seed, config.quantity, params.explain.max_batch,
-                             indices=ex.index.tolist())
+                             config.scheme, indices=ex.index.tolist())
     seconds = time.perf_counter() - start
 
     with atomic_folder(f"results/probe/{key}") as folder:
@@ -53,7 +53,8 @@ def main() -> int:
     timing = {"seconds_total": seconds, "seconds_per_example": metrics.pop("mean_seconds")}
     if "ground_truth" in ex.manifest:
         metrics["recovery"] = aggregate_recovery(synthetic_recovery(results, ex.manifest["ground_truth"]["test"]))
-    write_json(f"metrics/probe/{key}.json", {"estimator": config.estimator, **metrics})
+    method = {"estimator": config.estimator} | ({"scheme": config.scheme} if config.estimator == "montecarlo" else {})
+    write_json(f"metrics/probe/{key}.json", {**method, **metrics})
     write_json(f"metrics/timing/probe/{key}.json", timing)
     logging.info("%s: %d examples, mean |SII| %.4f, %.0f%% significant, %.0f evaluations and %.2f s per example",
                  key, metrics["examples"], metrics["mean_abs_sii"], 100 * metrics["significant_share"],

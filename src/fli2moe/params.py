@@ -313,6 +313,7 @@ class ProbeParams(PerDataset):
     candidates: int | str
     estimator: str
     num_contexts: int
+    scheme: str
     rg_keep: float
     quantity: str
     overrides: dict  # dataset -> {any of the keys above: value}
@@ -330,6 +331,7 @@ class ProbeParams(PerDataset):
         _positive_int(f"{key}.num_contexts", self.num_contexts)
         if self.num_contexts < 2:
             raise ParamsError(f"{key}.num_contexts must be >= 2 (a standard error needs two samples)")
+        _choice(f"{key}.scheme", self.scheme, ("outside", "owen"))
         if isinstance(self.rg_keep, bool) or not isinstance(self.rg_keep, (int, float)) or not 0 <= self.rg_keep <= 1:
             raise ParamsError(f"{key}.rg_keep must be a probability in [0, 1], got {self.rg_keep!r}")
         _choice(f"{key}.quantity", self.quantity, ("logit", "prob"))
