@@ -53,7 +53,8 @@ def main() -> int:
     timing = {"seconds_total": seconds, "seconds_per_example": metrics.pop("mean_seconds")}
     if "ground_truth" in ex.manifest:
         metrics["recovery"] = aggregate_recovery(synthetic_recovery(results, ex.manifest["ground_truth"]["test"]))
-    method = {"estimator": config.estimator} | ({"scheme": config.scheme} if config.estimator == "montecarlo" else {})
+    method = {"estimator": config.estimator, "candidates_per_modality": config.candidates} \
+        | ({"scheme": config.scheme} if config.estimator == "montecarlo" else {})
     write_json(f"metrics/probe/{key}.json", {**method, **metrics})
     write_json(f"metrics/timing/probe/{key}.json", timing)
     logging.info("%s: %d examples, mean |SII| %.4f, %.0f%% significant, %.0f evaluations and %.2f s per example",

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from fli2moe.report import claims, figures
+from fli2moe.report.build import ablation_caption
 from fli2moe.report.outputs import RunOutputs
 from fli2moe.report.page import Section, markdown, page
 from fli2moe.report.tables import Table, task_table, with_ci
@@ -133,6 +134,14 @@ def test_ablation_verdict_uses_random_candidates_and_every_budget(tmp_path):
         comparison("rg", "random_all", 1, -0.5, 0.9)]})  # other reference set: not part of the rule
     verdict = claims.ablation_claim(run, "toy")
     assert verdict.status == claims.MIXED and "by SII at b = 1" in verdict.sentence and "random_all" not in verdict.sentence
+
+
+@pytest.mark.parametrize("candidates, coincide", [(("all", "all"), True), (("all", 6), False)])
+def test_ablation_caption_says_when_the_random_references_coincide(tmp_path, candidates, coincide):
+    for model, count in zip(("fl_i2moe", "dense"), candidates):
+        write(tmp_path, f"metrics/probe/toy-{model}.json", {"candidates_per_modality": count})
+    caption = ablation_caption(toy_run(tmp_path), "toy", ["fl_i2moe", "dense"])
+    assert ("references coincide" in caption) == coincide
 
 
 def test_accuracy_verdict_against_dense_and_moe_plain(tmp_path):

@@ -253,10 +253,18 @@ def ablation_section(run: RunOutputs, folder: Path) -> Section:
         frame = pd.concat([run.curves("ablate", f"{dataset}-{m}").assign(model=m) for m in models])
         path = figures.ablation_curves(frame, folder / "figures" / f"ablation-{dataset}.png",
                                        f"{dataset}: drop of the target probability vs pairs removed")
-        section.figures.append((relative(path, folder), f"{dataset}: ranked pairs (red) against random pairs from "
-                                "the candidates and from all tokens; bands: 95% bootstrap CI over examples."))
+        section.figures.append((relative(path, folder), ablation_caption(run, dataset, models)))
         section.tables.append(tables.ablation_table(run, dataset))
     return section
+
+
+def ablation_caption(run: RunOutputs, dataset: str, models: list[str]) -> str:
+    """The pair-masking figure's caption; it says when the two random references are drawn from the same tokens."""
+    every_token = all((run.metrics("probe", f"{dataset}-{m}") or {}).get("candidates_per_modality") == "all"
+                      for m in models)
+    return (f"{dataset}: ranked pairs (red) against random pairs from the candidates and from all tokens; bands: 95% "
+            "bootstrap CI over examples." + (" Every token is a candidate here (probe.candidates: all), so the two "
+                                             "random references coincide." if every_token else ""))
 
 
 def cost_section(run: RunOutputs) -> Section:
