@@ -1,4 +1,5 @@
 import dataclasses
+import shutil
 
 import pytest
 import yaml
@@ -95,3 +96,18 @@ def test_missing_or_broken_file(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ParamsError, match="mapping"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("written", ["1e-5", "1e-4", "3e-4", "5e-05"])
+def test_small_floats_round_trip_through_dvc_set_param(tmp_path, written):
+    """`dvc exp run -S train.lr=1e-5` rewrites params.yaml with DVC's writer (`1e-05`); the loader reads it
+    as DVC does, and a hand-written `lr: 1e-4` (the papers' value) is a number too."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    apply_overrides(path, [f"train.lr={written}", f"train.weight_decay={written}"])
+    params = load_params(path)
+    assert params.train.lr == params.train.weight_decay == float(written)
+    path.write_text((REPO / "params.yaml").read_text().replace("lr: 0.0003 ", f"lr: {written} "))
+    assert load_params(path).train.lr == float(written)

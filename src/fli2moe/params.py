@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from dvc.utils.serialize import YAMLError, parse_yaml
 
 KNOWN_DATASETS = ("enrico", "synthetic", "mmimdb", "mmhs150k", "custom")
 KNOWN_MODELS = ("fl_i2moe", "moe_plain", "dense")
@@ -435,9 +435,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path} not found: run the stages from the project root")
-    with path.open() as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ParamsError(f"{path} is not valid YAML: {e}") from e
+    # DVC's own parser (ruamel.yaml, YAML 1.2), as DVC reads the file it writes: `dvc exp run -S
+    # train.lr=1e-5` writes `1e-05`, a float in YAML 1.2 but a string in PyYAML's YAML 1.1.
+    try:
+        raw = parse_yaml(path.read_text(), str(path))
+    except YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from e
     return Params.from_dict(raw)
