@@ -45,7 +45,8 @@ def stage_peak_rss_mib(max_per_split: int, folder: Path) -> tuple[int, float]:
     (folder / "params.yaml").write_text(yaml.safe_dump(raw))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "extract.py"), "--dataset", "enrico",
                              "--params", str(folder / "params.yaml"), "--out", str(folder / "features"),
-                             "--metrics-dir", str(folder / "metrics")], capture_output=True, text=True, check=True)
+                             "--metrics-dir", str(folder / "metrics"),
+                             "--timing-dir", str(folder / "timing")], capture_output=True, text=True, check=True)
     match = re.search(r"enrico: (\d+) samples .* peak RSS (\d+) MiB", result.stderr)
     return int(match.group(1)), float(match.group(2))
 

@@ -45,7 +45,7 @@ def main() -> int:
         pd.DataFrame(ablation_table(ablation)).to_parquet(folder / "drops.parquet", index=False)
     write_json(f"metrics/ablate/{key}.json", summary)
     write_csv(f"metrics/ablate/curves/{key}.csv", plot_rows(summary))
-    write_json(f"metrics/timing/ablate/{key}.json", {"seconds_total": seconds})
+    write_json(f"timing/ablate/{key}.json", {"seconds_total": seconds})
     for row in plot_rows(summary):
         logging.info("%s budget %s %s: drop %.4f [%.4f, %.4f]", key, row["budget"], row["series"], row["drop"],
                      row["low"], row["high"])

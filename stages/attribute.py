@@ -52,7 +52,7 @@ def main() -> int:
     metrics = attribution_metrics(faith, table, config.bootstrap, params.seed)
     write_json(f"metrics/attribution/{key}.json", {"method": config.method, **metrics})
     write_csv(f"metrics/attribution/curves/{key}.csv", faithfulness_curves(faith))
-    write_json(f"metrics/timing/attribute/{key}.json", {
+    write_json(f"timing/attribute/{key}.json", {
         "seconds_maps_per_example": seconds_maps / len(ex.index), "seconds_total": seconds_total})
     whole = {k: v for k, v in metrics["faithfulness"].items() if k.startswith("whole/")}
     for name, row in whole.items():

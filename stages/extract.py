@@ -25,8 +25,8 @@ def main() -> int:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", help="feature-set folder (default: features/<dataset>)")
-    parser.add_argument("--metrics-dir", default="metrics",
-                        help="writes <dir>/extract/<dataset>.json and <dir>/timing/extract/<dataset>.json")
+    parser.add_argument("--metrics-dir", default="metrics", help="writes <dir>/extract/<dataset>.json")
+    parser.add_argument("--timing-dir", default="timing", help="writes <dir>/extract/<dataset>.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -76,7 +76,7 @@ def finish(args, manifest: dict, seconds: float) -> int:
     write_json(f"{args.metrics_dir}/extract/{args.dataset}.json",
                {"samples": manifest["splits"], "skipped": len(manifest["skipped"]),
                 "tokens": {m["name"]: m["tokens"] for m in manifest["modalities"]}})
-    write_json(f"{args.metrics_dir}/timing/extract/{args.dataset}.json",
+    write_json(f"{args.timing_dir}/extract/{args.dataset}.json",
                {"seconds_total": seconds, "samples_per_second": total / seconds, "peak_rss_mib": peak_mib})
     return 0
 

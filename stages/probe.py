@@ -1,7 +1,7 @@
 """probe@<dataset>-<model>: SII and redundancy gap of cross-modal candidate token pairs, with standard errors.
 
 -> results/probe/<key>/ (interactions.safetensors, pairs.parquet), metrics/probe/<key>.json
-   (with planted-pair recovery on `synthetic`), metrics/timing/probe/<key>.json.
+   (with planted-pair recovery on `synthetic`), timing/probe/<key>.json.
 """
 
 import logging
@@ -56,7 +56,7 @@ def main() -> int:
     method = {"estimator": config.estimator, "candidates_per_modality": config.candidates} \
         | ({"scheme": config.scheme} if config.estimator == "montecarlo" else {})
     write_json(f"metrics/probe/{key}.json", {**method, **metrics})
-    write_json(f"metrics/timing/probe/{key}.json", timing)
+    write_json(f"timing/probe/{key}.json", timing)
     logging.info("%s: %d examples, mean |SII| %.4f, %.0f%% significant, %.0f evaluations and %.2f s per example",
                  key, metrics["examples"], metrics["mean_abs_sii"], 100 * metrics["significant_share"],
                  metrics["mean_evaluations"], timing["seconds_per_example"])

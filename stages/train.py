@@ -1,4 +1,4 @@
-"""train@<dataset>-<model>: the model on features/<dataset>, one run per seed -> models/<dataset>-<model>/."""
+"""train@<dataset>-<model>: the model on features/<dataset>, one run per seed -> checkpoints/<dataset>-<model>/."""
 
 import logging
 import sys
@@ -35,7 +35,7 @@ def main() -> int:
     runs = [train_seed(args.model, config, splits, manifest["task"], train_params, seed, device)
             for seed in train_params.seeds]
 
-    with atomic_folder(f"models/{key}") as folder:
+    with atomic_folder(f"checkpoints/{key}") as folder:
         write_json(folder / "config.json", {"model": args.model, "dataset": args.dataset,
                                             "config": config.to_dict(), "seeds": train_params.seeds})
         for seed, run in zip(train_params.seeds, runs):
@@ -51,7 +51,7 @@ def main() -> int:
     write_csv(f"metrics/train/curves/{key}.csv",
               [{"seed": seed, **row} for seed, run in zip(train_params.seeds, runs) for row in run.curves])
     # Timings vary run to run: kept apart so that the metrics above are byte-identical across runs.
-    write_json(f"metrics/timing/train/{key}.json", {
+    write_json(f"timing/train/{key}.json", {
         "seconds_per_seed": aggregate([{"seconds": r.seconds} for r in runs])["seconds"],
         "seconds_total": sum(r.seconds for r in runs)})
     summary = aggregate([r.test for r in runs])

@@ -41,7 +41,7 @@ def workspaces(tmp_path_factory):
         (root / "params.yaml").write_text(yaml.safe_dump(raw))
         for model in ("fl_i2moe", "dense"):
             if roots:  # training is tested for determinism elsewhere: reuse the first workspace's models
-                shutil.copytree(roots[0] / "models" / f"toy-{model}", root / "models" / f"toy-{model}")
+                shutil.copytree(roots[0] / "checkpoints" / f"toy-{model}", root / "checkpoints" / f"toy-{model}")
             else:
                 stage(root, "train", model)
             stage(root, "attribute", model)

@@ -57,7 +57,8 @@ def test_stage_output_is_byte_identical_across_processes(tmp_path):
     for run in ("a", "b"):
         subprocess.run([sys.executable, str(REPO / "stages" / "extract.py"), "--dataset", "enrico",
                         "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / run),
-                        "--metrics-dir", str(tmp_path / f"{run}-metrics")], check=True, capture_output=True)
+                        "--metrics-dir", str(tmp_path / f"{run}-metrics"),
+                        "--timing-dir", str(tmp_path / f"{run}-timing")], check=True, capture_output=True)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(files) == 4
     for name in files:

@@ -86,7 +86,7 @@ def test_extract_stage_imports_a_custom_feature_set(tmp_path, multilabel, raw_pa
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "extract.py"), "--dataset", "custom", "--params",
                              str(tmp_path / "params.yaml"), "--out", str(tmp_path / "out"), "--metrics-dir",
-                             str(tmp_path / "metrics")], capture_output=True, text=True)
+                             str(tmp_path / "metrics"), "--timing-dir", str(tmp_path / "timing")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert read_manifest(tmp_path / "out") == read_manifest(multilabel)
     assert json.loads((tmp_path / "metrics" / "extract" / "custom.json").read_text())["samples"] == {

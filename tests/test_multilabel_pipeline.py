@@ -106,7 +106,7 @@ def test_explained_target_is_the_predicted_positive_labels_else_the_top1(repo, m
     key = f"mmimdb-{model}"
     manifest = read_manifest(repo / "features" / "mmimdb")
     test = load_split_tensors(repo / "features" / "mmimdb", "test", manifest)
-    trained = load_trained_model(repo / "models" / key, 0)
+    trained = load_trained_model(repo / "checkpoints" / key, 0)
     with torch.no_grad():
         tokens, mask, _ = test.batch(torch.arange(ATTRIBUTED), torch.device("cpu"))
         logits = trained.forward_tokens(tokens, mask).logits.double().numpy()  # [N, 23]

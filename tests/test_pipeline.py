@@ -84,7 +84,7 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert lock_after["train_dense@enrico"] == lock_before["train_dense@enrico"]
     assert lock_after["train@enrico"]["params"]["params.yaml"]["moe"]["num_experts"] == 5
-    routing = load_file(repo / "models" / "enrico-fl_i2moe" / "test_routing.safetensors")["weights"]
+    routing = load_file(repo / "checkpoints" / "enrico-fl_i2moe" / "test_routing.safetensors")["weights"]
     assert routing.shape[-1] == 5  # [seeds, N_test, experts]
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, venv_env))
     assert "metrics/train/enrico-fl_i2moe.json" in diff and "metrics/attribution/enrico-fl_i2moe.json" in diff

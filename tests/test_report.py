@@ -163,8 +163,8 @@ def test_accuracy_verdict_against_dense_and_moe_plain(tmp_path):
 
 def test_routing_verdict_detects_constant_weights(tmp_path):
     run = toy_run(tmp_path)
-    folder = tmp_path / "models" / "toy-fl_i2moe"
-    write(tmp_path, "models/toy-fl_i2moe/config.json", {"config": {
+    folder = tmp_path / "checkpoints" / "toy-fl_i2moe"
+    write(tmp_path, "checkpoints/toy-fl_i2moe/config.json", {"config": {
         "modalities": [{"name": "a"}, {"name": "b"}], "num_experts": 4}})
     from safetensors.numpy import save_file
 

@@ -102,8 +102,8 @@ def test_train_stage_outputs_are_byte_identical_across_runs(tmp_path):
         result = run_train_stage(tmp_path / run, "fl_i2moe")
         assert result.returncode == 0, result.stderr
     for path in ("metrics/train/toy-fl_i2moe.json", "metrics/train/curves/toy-fl_i2moe.csv",
-                 "models/toy-fl_i2moe/seed1.safetensors", "models/toy-fl_i2moe/config.json",
-                 "models/toy-fl_i2moe/test_routing.safetensors"):
+                 "checkpoints/toy-fl_i2moe/seed1.safetensors", "checkpoints/toy-fl_i2moe/config.json",
+                 "checkpoints/toy-fl_i2moe/test_routing.safetensors"):
         assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes(), path
     metrics = yaml.safe_load((tmp_path / "a" / "metrics/train/toy-fl_i2moe.json").read_text())
     assert metrics["seeds"] == [0, 1] and metrics["parameters"] > 0 and set(metrics["test"]) == {"accuracy", "macro_f1"}
@@ -116,7 +116,7 @@ def test_train_stage_refuses_too_few_experts_before_training(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     result = run_train_stage(tmp_path, "fl_i2moe")
     assert result.returncode == 2 and "moe.num_experts" in result.stderr
-    assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics").exists()
 
 
 def test_token_dropout_replaces_real_tokens_by_their_modality_batch_mean(toy):

@@ -42,7 +42,7 @@ class ExplainedExamples:
 
 @torch.no_grad()
 def explained_examples(dataset: str, model_name: str, explain_params, examples: int | None,
-                       features_root: str = "features", models_root: str = "models") -> ExplainedExamples:
+                       features_root: str = "features", models_root: str = "checkpoints") -> ExplainedExamples:
     """The first `examples` test examples (all when None) of `dataset`, for the trained `model_name`."""
     folder = f"{features_root}/{dataset}"
     manifest = read_manifest(folder)

@@ -137,7 +137,8 @@ def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, tr
                 sums[key] += value.item() * len(index)
         val_scores = task_metrics(predict(model, val, train_params.batch_size, device)[0].numpy(),
                                   val.labels.numpy(), task)
-        row = {"epoch": epoch, **{k: v / len(train) for k, v in sums.items()},
+        # val_score is the selection metric under one name for every task, so that one plot serves them all.
+        row = {"epoch": epoch, **{k: v / len(train) for k, v in sums.items()}, "val_score": val_scores[metric],
                **{f"val_{k}": v for k, v in val_scores.items()}}
         curves.append(row)
         log.info("%s seed %d epoch %d/%d: loss %.4f (task %.4f, interaction %.4f), val %s %.4f", name, seed, epoch,

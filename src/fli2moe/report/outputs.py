@@ -1,4 +1,4 @@
-"""What the pipeline wrote, read back for the report: metrics/, results/, models/ and features/.
+"""What the pipeline wrote, read back for the report: metrics/, timing/, results/, checkpoints/ and features/.
 
 Every reader returns None (or an empty frame) when the stage that writes the file is not part of this
 run, e.g. the routing weights of the dense model or planted-pair recovery outside `synthetic`.
@@ -42,7 +42,13 @@ class RunOutputs:
 
     def metrics(self, stage: str, key: str) -> dict | None:
         """metrics/<stage>/<key>.json, e.g. ("train", "enrico-dense"); None when absent. Read-only."""
-        path = self.root / "metrics" / stage / f"{key}.json"
+        return self._json(self.root / "metrics" / stage / f"{key}.json")
+
+    def timing(self, stage: str, key: str) -> dict | None:
+        """timing/<stage>/<key>.json: wall seconds, kept out of the DVC metrics; None when absent. Read-only."""
+        return self._json(self.root / "timing" / stage / f"{key}.json")
+
+    def _json(self, path: Path) -> dict | None:
         if path not in self._read:
             self._read[path] = json.loads(path.read_text()) if path.is_file() else None
         return self._read[path]
@@ -75,7 +81,7 @@ class RunOutputs:
 
     def routing(self, dataset: str, model: str) -> Routing | None:
         """The mixture's routing weights; None for the dense model (one expert, nothing routed)."""
-        folder = self.root / "models" / f"{dataset}-{model}"
+        folder = self.root / "checkpoints" / f"{dataset}-{model}"
         if folder not in self._read:
             self._read[folder] = self.read_routing(folder)
         return self._read[folder]

@@ -171,7 +171,7 @@ def probe_table(run: RunOutputs, dataset: str) -> Table:
     rows = []
     for model in run.explained(dataset, "probe"):
         metrics = run.metrics("probe", f"{dataset}-{model}")
-        timing = run.metrics("timing/probe", f"{dataset}-{model}") or {}
+        timing = run.timing("probe", f"{dataset}-{model}") or {}
         rows.append([model, metrics["estimator"], str(metrics["examples"]), number(metrics["mean_candidates"], 1),
                      str(metrics["pairs"]), number(metrics["mean_abs_sii"], 4), number(metrics["mean_abs_rg"], 4),
                      number(metrics["significant_share"], 2), number(metrics["mean_evaluations"], 0),
@@ -228,14 +228,14 @@ COST_STAGES = ("extract", "train", "attribute", "probe", "ablate")
 
 
 def cost_table(run: RunOutputs) -> Table:
-    """Wall seconds of each stage run, from metrics/timing/ (they vary run to run, so they are not metrics)."""
+    """Wall seconds of each stage run, from timing/ (they vary run to run, so they are not DVC metrics)."""
     rows, total = [], 0.0
     for stage in COST_STAGES:
         for dataset in run.datasets:
             keys = [dataset] if stage == "extract" else [f"{dataset}-{m}" for m in (
                 run.trained(dataset) if stage == "train" else run.models)]
             for key in keys:
-                timing = run.metrics(f"timing/{stage}", key)
+                timing = run.timing(stage, key)
                 if timing is not None:
                     probe = run.metrics("probe", key) if stage == "probe" else None
                     rows.append([stage, key, number(timing["seconds_total"], 1),
