@@ -93,7 +93,10 @@ def make_dvc_repo(dest: Path, env: dict, edit_params=None, enrico_uis: int = 24)
     run(["git", "config", "user.email", "tests@fli2moe.invalid"], dest, env)
     run(["git", "commit", "-q", "--allow-empty", "-m", "root"], dest, env)
     run(["dvc", "init", "-q"], dest, env)
-    run(["dvc", "config", "core.analytics", "false"], dest, env)
+    # The project's DVC settings: no analytics, the offline plots page and the plot templates.
+    for name in ("config", "plots_page.html"):
+        shutil.copy(REPO / ".dvc" / name, dest / ".dvc" / name)
+    shutil.copytree(REPO / ".dvc" / "plots", dest / ".dvc" / "plots")
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "project"], dest, env)
     return dest

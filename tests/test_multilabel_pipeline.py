@@ -119,3 +119,14 @@ def test_explained_target_is_the_predicted_positive_labels_else_the_top1(repo, m
     probability = 1 / (1 + np.exp(-logits[:PROBED]))
     score = (probability * expected[:PROBED]).sum(1) / expected[:PROBED].sum(1)
     assert read_metrics(repo, "ablate", key)["unmasked"]["score"] == pytest.approx(score.mean(), abs=1e-5)
+
+
+def test_every_declared_plot_renders(repo, venv_env):
+    """The training curves of a multilabel task have no val_accuracy: the plot reads val_score, the selection
+    metric under one name for every task."""
+    repo, _ = repo
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo, venv_env))
+    assert "errors" not in plots, plots.get("errors")
+    train = plots["data"]["metrics/train/curves/mmimdb-fl_i2moe.csv"][0]["content"]
+    assert {row["seed"] for row in train["data"]["values"]} == {"0"}
+    assert train["encoding"]["y"]["field"] == "val_score"
