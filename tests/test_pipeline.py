@@ -72,7 +72,7 @@ def test_a_killed_extract_leaves_nothing_that_git_or_dvc_sees(tmp_path, venv_env
     changed = run(["git", "status", "--porcelain", "--untracked-files=all"], repo, venv_env).splitlines()
     assert sorted(changed) == ["?? dvc.lock", "?? metrics/extract/enrico.json",
                                "?? metrics/timing/extract/enrico.json"], changed
-    assert "up to date" in run(["dvc", "status"], repo, venv_env)
+    assert "up to date" in run(["dvc", "status", "extract@enrico"], repo, venv_env)
 
 
 def tiny_training(params):
