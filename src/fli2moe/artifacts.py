@@ -29,7 +29,9 @@ from urllib.parse import quote
 import numpy as np
 
 SCRATCH = ".tmp"  # under the repository root; listed in .gitignore and .dvcignore
-_MAX_KEY = 200  # characters of a target's name kept in its temporaries' names (file names end at 255 bytes)
+# Characters of a target's name kept in its temporaries' names (file names end at 255 bytes). Two targets
+# cut to the same key can only remove each other's stale temporaries: live ones are locked.
+_MAX_KEY = 200
 
 # safetensors dtype names of the numpy dtypes the feature sets use, in the order in which the
 # reference library lays tensors out (its dtype enum, descending; ties broken by name).
@@ -91,8 +93,10 @@ def _remove_stale(scratch: Path, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):  # removed meanwhile by another writer
             fd = _lock(entry, wait=False)
             if fd is not None:
-                _remove(entry)
-                os.close(fd)
+                try:
+                    _remove(entry)
+                finally:
+                    os.close(fd)
 
 
 def _new_temporary(path: str | Path, folder: bool = False) -> tuple[Path, int]:
