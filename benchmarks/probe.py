@@ -1,4 +1,4 @@
-"""Benchmarks of the interaction probe (DESIGN.md section 5): run `python benchmarks/probe.py`.
+"""Benchmarks of the interaction probe (docs/design.md section 5): run `python benchmarks/probe.py`.
 
 Part (a) times the coalition engine (`fli2moe.probing.coalition_game`) against a plain batched forward
 pass over the same masked inputs and against a per-coalition loop.

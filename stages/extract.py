@@ -1,4 +1,4 @@
-"""extract@<dataset>: frozen encoders -> features/<dataset>/ (the feature-set contract, DESIGN.md §3)."""
+"""extract@<dataset>: frozen encoders -> features/<dataset>/ (the feature-set contract, docs/design.md section 3)."""
 
 import argparse
 import logging

@@ -1,4 +1,4 @@
-"""report: every metrics/ and results/ output of the run -> reports/ (DESIGN.md §6).
+"""report: every metrics/ and results/ output of the run -> reports/ (docs/design.md section 6).
 
 -> reports/index.html (offline, one section per claim of the paper), reports/report.md (the same, for
    GitHub), reports/figures/*.png, reports/summary.json (headline numbers as DVC metrics).

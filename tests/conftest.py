@@ -77,7 +77,7 @@ def run(cmd: list[str], cwd: Path, env: dict) -> str:
 def make_dvc_repo(dest: Path, env: dict, edit_params=None, enrico_uis: int = 24) -> Path:
     """A fresh git + DVC repository with this project's pipeline, code and a small real ENRICO subset."""
     dest.mkdir(parents=True)
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):  # dvc init keeps this .dvcignore
         shutil.copy(REPO / name, dest / name)
     shutil.copytree(REPO / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -1,9 +1,9 @@
-"""Small MM-IMDb and MMHS150K folders in the official layouts, built from the real material in ../shared/data.
+"""Small MM-IMDb and MMHS150K folders in the official layouts, built from the real material in tests/data.
 
     python tests/make_fixtures.py OUT [--source DIR]     # writes OUT/mmimdb and OUT/mmhs150k
 
 What is real and what is generated (neither dataset's posters, images or tweets could be brought
-here; see each PROVENANCE.md in the source folder):
+here; see each PROVENANCE.md in tests/data, which also says what was trimmed):
 - MM-IMDb: the ids are the real official ones (the first ids of each list in split.json). The dev
   films carry their real plot and genres from val_text.csv (row i = split["dev"][i]); train and
   test films get generated plots and genres. Posters are generated plain JPEGs.
@@ -26,7 +26,7 @@ from PIL import Image
 
 from fli2moe.datasets.mmimdb import GENRES
 
-SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data"
+SOURCE = Path(__file__).resolve().parent / "data"  # vendored: the tests need nothing outside the repository
 _WORDS = ("a retired detective returns to the small harbour town where her brother vanished and finds that "
           "the mayor the priest and the lighthouse keeper all remember that winter differently while a storm "
           "cuts the roads and an old letter surfaces in the archive").split()

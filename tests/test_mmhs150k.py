@@ -11,8 +11,6 @@ from fli2moe.params import Params, ParamsError, load_params
 from conftest import REPO
 from make_fixtures import LABEL_PATTERNS, SOURCE, make_mmhs150k
 
-pytestmark = pytest.mark.skipif(not (SOURCE / "mmhs150k").is_dir(), reason=f"the real MMHS150K material {SOURCE} is absent")
-
 
 @pytest.fixture(scope="module")
 def fixture(tmp_path_factory):

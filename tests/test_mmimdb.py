@@ -12,8 +12,6 @@ from fli2moe.params import Params, ParamsError, load_params
 from conftest import REPO
 from make_fixtures import SOURCE, make_mmimdb, read_val_text
 
-pytestmark = pytest.mark.skipif(not (SOURCE / "mmimdb").is_dir(), reason=f"the real MM-IMDb material {SOURCE} is absent")
-
 
 @pytest.fixture(scope="module")
 def fixture(tmp_path_factory):

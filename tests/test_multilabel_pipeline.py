@@ -13,10 +13,9 @@ from fli2moe.datasets.mmimdb import GENRES
 from fli2moe.features import read_manifest
 from fli2moe.training import load_split_tensors, load_trained_model
 from conftest import make_dvc_repo, run
-from make_fixtures import SOURCE, make_mmimdb
+from make_fixtures import make_mmimdb
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (SOURCE / "mmimdb").is_dir(), reason=f"the real MM-IMDb material {SOURCE} is absent")]
+pytestmark = pytest.mark.slow
 
 MODELS = ("fl_i2moe", "dense")
 ATTRIBUTED, PROBED, BUDGETS = 6, 3, [1, 2]

@@ -1,7 +1,11 @@
 """The real `dvc repro` on a small real subset, in a temporary git repository."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
 import yaml
@@ -38,6 +42,37 @@ def test_extract_stage_runs_under_dvc_and_is_cached(tmp_path, venv_env):
     (repo / "params.yaml").write_text(params)
     status = run(["dvc", "status", "extract@enrico"], repo, venv_env)
     assert "extract@enrico" in status and re.search(r"modified:\s+extract\n", status)
+
+
+def test_a_killed_extract_leaves_nothing_that_git_or_dvc_sees(tmp_path, venv_env):
+    """kill -9 of `dvc repro` while extract writes features: its temporaries stay in the ignored .tmp/, never in
+    features/ (where they would enter the report stage's dependency hash), and the next run removes them."""
+    def slow_extract(params):
+        tiny(params)
+        params["data"]["enrico"]["max_per_split"] = 8
+        params["extract"]["batch_size"] = 2
+
+    repo = make_dvc_repo(tmp_path / "repo", venv_env, slow_extract)
+    dvc = subprocess.Popen(["dvc", "repro", "extract@enrico"], cwd=repo, env=venv_env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = []
+    deadline = time.monotonic() + 300
+    while not parts and dvc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        parts = list((repo / ".tmp").glob("features%2Fenrico+*/**/*.bin"))  # a split's batches being written
+    assert dvc.poll() is None, "extract ended before it could be killed while writing features"
+    os.killpg(dvc.pid, signal.SIGKILL)
+    dvc.wait()
+    assert parts and not (repo / "features" / "enrico").exists()
+
+    run(["dvc", "repro", "extract@enrico"], repo, venv_env)
+    assert list((repo / ".tmp").iterdir()) == []
+    hidden = [p for folder in ("features", "metrics") for p in (repo / folder).rglob(".*")]
+    assert hidden == [] or all(p.name == ".gitignore" for p in hidden), hidden
+    changed = run(["git", "status", "--porcelain", "--untracked-files=all"], repo, venv_env).splitlines()
+    assert sorted(changed) == ["?? dvc.lock", "?? metrics/extract/enrico.json",
+                               "?? metrics/timing/extract/enrico.json"], changed
+    assert "up to date" in run(["dvc", "status", "extract@enrico"], repo, venv_env)
 
 
 def tiny_training(params):

@@ -216,6 +216,8 @@ def test_page_is_offline_and_names_only_existing_relative_images(tmp_path):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium: `apt-get install chromium` (Debian; "
+                                    ".ci/run installs it)")
 # Appended to a copy of the page: after load, write how many images failed to decode into the DOM.
 IMAGE_CHECK = ("<script>window.addEventListener('load', () => { const images = [...document.images]; "
                "document.title = 'images ' + images.length + ' broken ' + "
@@ -237,7 +239,7 @@ def rendered_image_counts(index: Path) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+@needs_chromium
 def test_page_renders_in_headless_chromium_with_every_image(tmp_path):
     index = small_report(tmp_path / "reports")
     assert rendered_image_counts(index) == (2, 0)
@@ -245,7 +247,7 @@ def test_page_renders_in_headless_chromium_with_every_image(tmp_path):
     assert rendered_image_counts(index) == (2, 1)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+@needs_chromium
 def test_committed_report_renders_with_every_image(tmp_path):
     index = REPO / "reports" / "index.html"
     if not index.is_file():

@@ -1,4 +1,4 @@
-"""Pair-level masking ablation (DESIGN.md section 5, `ablate`): does removing the cross-modal pairs the
+"""Pair-level masking ablation (docs/design.md section 5, `ablate`): does removing the cross-modal pairs the
 probes rank highest hurt the model more than removing random pairs of the same size?
 
 Per example x, with the probe's candidate tokens A (modality a) and B (modality b) and its estimates

@@ -1,4 +1,4 @@
-"""Expert-wise token attributions (DESIGN.md section 5, `attribute`).
+"""Expert-wise token attributions (docs/design.md section 5, `attribute`).
 
 For example b, expert e and the target labels of b (`masking.target_labels`, fixed on the input):
 

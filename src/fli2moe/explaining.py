@@ -2,7 +2,7 @@
 
 `explained_examples` loads the trained model of one seed (`explain.model_seed`), the masking baseline
 computed on the training split (`explain.baseline`), and the first test examples with their projected
-tokens and targets (the predicted class; DESIGN.md §5), so that all stages explain the same inputs the
+tokens and targets (the predicted class; docs/design.md section 5), so that all stages explain the same inputs the
 same way.
 """
 

@@ -97,7 +97,7 @@ def extract_split(samples: list[Sample], encoders: dict, task: str, path: Path, 
 
 def extract_feature_set(dataset: DatasetSplits, encoders: dict, out_dir: str | Path, batch_size: int,
                         num_workers: int, device: torch.device) -> dict:
-    """Write the feature set of `dataset` (DESIGN.md §3) to `out_dir`, replacing it whole at the end.
+    """Write the feature set of `dataset` (docs/design.md section 3) to `out_dir`, replacing it whole at the end.
 
     `encoders`: modality name -> frozen encoder.
     """

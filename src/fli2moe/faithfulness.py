@@ -1,5 +1,5 @@
 """Is an attribution map causally right? Top-K% masking, concentration and interaction specificity
-(DESIGN.md section 5, `attribute`).
+(docs/design.md section 5, `attribute`).
 
 Faithfulness, per modality m and K in k_percents, with n_m the real tokens of m in the example and
 k = max(1, round_half_up(K/100 * n_m)) (at most n_m), every token removed with `masking.remove_tokens`:

@@ -1,4 +1,4 @@
-"""The feature-set contract: the one format every stage after `extract` reads (DESIGN.md §3).
+"""The feature-set contract: the one format every stage after `extract` reads (docs/design.md section 3).
 
     <dir>/manifest.json
         dataset, task ("multiclass" | "multilabel"), label_names, splits {name: count},

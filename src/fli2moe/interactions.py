@@ -1,4 +1,4 @@
-"""Pairwise interaction estimators for cross-modal pairs of players (DESIGN.md section 5, `probe`).
+"""Pairwise interaction estimators for cross-modal pairs of players (docs/design.md section 5, `probe`).
 
 A game is a callable ``value(coalitions) -> values``: ``coalitions`` is a bool tensor [B, n]
 (True = player present) and ``values`` a float tensor [B]. Players carry a modality id
@@ -184,7 +184,7 @@ def montecarlo(
 
     SII contexts (``num_contexts`` of them), by ``scheme``:
 
-    - ``"outside"`` (DESIGN.md): draw |T| = s with probability proportional to 1/((n-s)(n-s-1)),
+    - ``"outside"`` (docs/design.md section 5): draw |T| = s with probability proportional to 1/((n-s)(n-s-1)),
       s = 0..n-2, then T uniform of that size; T serves the cross pairs outside T. A pair lies
       outside a size-s context with probability (n-s)(n-s-1)/(n(n-1)), which cancels the size
       weight: given that the pair is served, s is uniform on 0..n-2 and T uniform given s, i.e.
@@ -221,7 +221,7 @@ def montecarlo(
         seed: seed of the torch.Generator driving every draw (same seed -> same result).
         rg_keep: probability that RG keeps each other player in the context, in [0, 1].
         max_batch: largest number of coalitions per call of ``value``.
-        scheme: "outside" (DESIGN.md sharing scheme) or "owen" (stratified multilinear extension).
+        scheme: "outside" (the sharing scheme of docs/design.md section 5) or "owen" (stratified multilinear extension).
 
     Returns:
         PairInteractions; ``*_samples`` [P] are the served contexts per pair and ``evaluations``

@@ -1,4 +1,4 @@
-"""The one masking operator of every explanation (DESIGN.md section 5), and the target it scores.
+"""The one masking operator of every explanation (docs/design.md section 5), and the target it scores.
 
 A token is *removed* by replacing its projected vector with a baseline vector of its slot:
 

@@ -1,4 +1,4 @@
-"""Interaction probes of one model on real examples (DESIGN.md section 5, `probe`).
+"""Interaction probes of one model on real examples (docs/design.md section 5, `probe`).
 
 Per example x with target labels (fixed on x) and candidate tokens N = {c_1, ..., c_n} (token slots of
 every modality), the game is
@@ -15,7 +15,7 @@ Parts:
 - `select_candidates`: the top tokens of each modality by the whole-model attribution;
 - `probe_examples`: candidates, game and estimator for many examples, with evaluations and seconds;
 - `planted_pair_recovery`, `aggregate_recovery`, `synthetic_recovery`: how well the probes find the
-  planted pairs of the synthetic benchmark (DESIGN.md section 3);
+  planted pairs of the synthetic benchmark (docs/design.md section 3);
 - `pair_rows`, `probe_metrics`: the per-pair table and summary numbers of the stage.
 """
 

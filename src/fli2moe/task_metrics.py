@@ -1,4 +1,4 @@
-"""Task metrics (DESIGN.md §4) and their aggregation over seeds.
+"""Task metrics (docs/design.md section 4) and their aggregation over seeds.
 
 multiclass: accuracy and macro-F1 (plus AUROC when there are two classes);
 multilabel: micro- and macro-F1 at threshold 0.5.

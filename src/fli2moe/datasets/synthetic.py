@@ -1,4 +1,4 @@
-"""Synthetic planted-interaction benchmark (DESIGN.md §3): features whose interactions are known.
+"""Synthetic planted-interaction benchmark (docs/design.md section 3): features whose interactions are known.
 
 Two modalities, `a` and `b`, of `tokens` tokens of dimension `dim`, each token N(0, 1) noise. Every
 sample plants, at random positions recorded in the manifest's `ground_truth`, three cue tokens per

@@ -1,6 +1,6 @@
 """Assemble reports/ from a run: figures/, report.md, index.html and summary.json.
 
-One section per claim of the paper (DESIGN.md §6), each with its figure, its table and a verdict per
+One section per claim of the paper (docs/design.md section 6), each with its figure, its table and a verdict per
 dataset; then the cost of the run. summary.json holds the headline numbers as DVC metrics, so that
 `dvc exp show` and `dvc metrics diff` compare experiments on them.
 """
