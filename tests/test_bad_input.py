@@ -100,7 +100,7 @@ def test_an_example_with_an_empty_modality_is_skipped_and_recorded_by_every_expl
     raw_params["moe"].update(router_hidden=16)
     raw_params["train"].update(epochs=2, seeds=[0], batch_size=16, lr=3e-3)
     raw_params["attribution"].update(examples=6, random_repeats=2, bootstrap=50, k_percents=[50])
-    raw_params["probe"].update(examples=6, candidates=2, estimator="exact")
+    raw_params["probe"].update(examples=6, candidates=2, estimator="exact", overrides={})
     raw_params["ablate"].update(budgets=[1], random_repeats=2, permutations=100, bootstrap=50)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     expected = [{"example": 3, "id": "test3", "reason": "no real token in b"}]
