@@ -84,9 +84,8 @@ def test_one_based_class_labels_are_refused(tmp_path, raw_params):
     for split in SIZES:
         edit_split(source, split, lambda t: t.update(labels=t["labels"] + 1))  # 1..3 for three label_names
     result = extract_custom(tmp_path, source, raw_params)
-    # The manifest lists its splits sorted (test, train, val): test is checked first.
-    first = next(i for i, y in enumerate(load_file(source / "test.safetensors")["labels"].tolist()) if y == 3)
-    assert_one_line_refusal(result, str(source / "test.safetensors"), "labels", f"'test{first}'",
+    first = next(i for i, y in enumerate(load_file(source / "train.safetensors")["labels"].tolist()) if y == 3)
+    assert_one_line_refusal(result, str(source / "train.safetensors"), "labels", f"'train{first}'",
                             "outside 0..2", "zero-based")
     assert not (tmp_path / "out").exists()
 
@@ -163,7 +162,7 @@ def test_a_non_finite_game_value_is_never_an_interaction_of_zero(bad):
 
 # --- property-based: corruptions of a small valid feature set -----------------------------------------
 
-KINDS = ("non_finite_token", "label_out_of_range", "label_dtype", "label_names", "empty_split",
+KINDS = ("non_finite_token", "label_out_of_range", "label_dtype", "label_names", "empty_split", "missing_split",
          "split_count_mismatch", "tensor_row_mismatch", "all_padding_sample", "one_modality_padding")
 
 
@@ -216,7 +215,11 @@ def corrupt(folder: Path, c: dict) -> tuple[Path, list[str]]:
         manifest["splits"][c["split"]], manifest["ids"][c["split"]] = 0, []
         manifest_file.write_text(json.dumps(manifest))
         edit_split(folder, c["split"], lambda t: t.update({k: v[:0].contiguous() for k, v in t.items()}))
-        return manifest_file, [f"splits.{c['split']}", "positive sample count"]
+        return manifest_file, [f"splits.{c['split']} must be a positive sample count, got 0"]
+    if kind == "missing_split":
+        del manifest["splits"][c["split"]], manifest["ids"][c["split"]]
+        manifest_file.write_text(json.dumps(manifest))
+        return manifest_file, [f"no split '{c['split']}'", "needs train, val, test"]
     if kind == "split_count_mismatch":
         del manifest["ids"][c["split"]][c["row"]]
         manifest_file.write_text(json.dumps(manifest))

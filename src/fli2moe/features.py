@@ -61,12 +61,9 @@ def read_manifest(folder: str | Path) -> dict:
     splits, ids = manifest["splits"], manifest["ids"]
     if not (isinstance(splits, dict) and isinstance(ids, dict)):
         raise FeatureSetError(f"{path}: splits and ids must map split names to counts and id lists")
-    for split in SPLITS:
-        count = splits.get(split)
-        if not (isinstance(count, int) and not isinstance(count, bool) and count > 0):
-            raise FeatureSetError(f"{path}: splits.{split} must be a positive sample count (every stage after "
-                                  f"extract needs train, val and test), got {count!r}")
     for split, count in splits.items():
+        if not (isinstance(count, int) and not isinstance(count, bool) and count > 0):
+            raise FeatureSetError(f"{path}: splits.{split} must be a positive sample count, got {count!r}")
         split_ids = ids.get(split, [])
         if len(split_ids) != count:
             raise FeatureSetError(f"{path}: splits.{split} = {count} but ids.{split} has {len(split_ids)} entries")
@@ -95,7 +92,8 @@ def check_split(folder: str | Path, split: str, manifest: dict) -> Path:
     """The split's file, its tensors' shapes and dtypes checked against the manifest without loading them."""
     path = Path(folder) / f"{split}.safetensors"
     if split not in manifest["splits"]:
-        raise FeatureSetError(f"{Path(folder) / 'manifest.json'}: no split {split!r} (has {sorted(manifest['splits'])})")
+        raise FeatureSetError(f"{Path(folder) / 'manifest.json'}: no split {split!r} (has {sorted(manifest['splits'])}; "
+                              f"every stage after extract needs {', '.join(SPLITS)})")
     if not path.is_file():
         raise FeatureSetError(f"{path} is missing")
     n, num_labels = manifest["splits"][split], len(manifest["label_names"])

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from fli2moe.artifacts import atomic_folder
-from fli2moe.features import FeatureSetError, load_split, read_manifest
+from fli2moe.features import SPLITS, FeatureSetError, load_split, read_manifest
 
 
 def import_feature_set(source: str | Path, dest: str | Path) -> dict:
@@ -23,7 +23,7 @@ def import_feature_set(source: str | Path, dest: str | Path) -> dict:
         raise FeatureSetError(f"the custom feature-set folder {source} does not exist: write your features there "
                               "(README, 'Bring your own features') or point data.custom.root at them")
     manifest = read_manifest(source)
-    for split in manifest["splits"]:
+    for split in dict.fromkeys([*SPLITS, *manifest["splits"]]):  # the required ones, then any other
         load_split(source, split, manifest)
     with atomic_folder(dest) as folder:
         for name in ["manifest.json", *(f"{split}.safetensors" for split in manifest["splits"])]:
