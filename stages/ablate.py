@@ -1,6 +1,6 @@
 """ablate@<dataset>-<model>: remove the top-b cross-modal pairs by SII and by RG vs b random pairs.
 
--> results/ablate/<key>/drops.parquet, metrics/ablate/<key>.json (drops, differences ranked - random with
+-> results/ablate/<key>/ (drops.parquet, skipped.json: the examples the probe skipped), metrics/ablate/<key>.json (drops, differences ranked - random with
    bootstrap CIs, paired tests, effect sizes, task metric per budget), metrics/ablate/curves/<key>.csv.
 """
 
@@ -9,11 +9,12 @@ import sys
 import time
 
 import pandas as pd
+import torch
 from safetensors.torch import load_file
 
 from fli2moe.ablation import ablation_summary, ablation_table, pair_ablation, plot_rows
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
-from fli2moe.explaining import explained_examples
+from fli2moe.explaining import explained_examples, read_skipped, write_skipped
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError
 from fli2moe.runtime import load_stage_params
@@ -26,7 +27,10 @@ def main() -> int:
     try:
         params = load_stage_params(args.params)
         probe = load_file(f"results/probe/{key}/interactions.safetensors")
-        ex = explained_examples(args.dataset, args.model, params.explain, len(probe["index"]))
+        probed = read_skipped(f"results/probe/{key}/skipped.json")
+        ex = explained_examples(args.dataset, args.model, params.explain, probed["examples"])
+        # The probe also skips examples whose game is degenerate: only the probed ones can be ablated.
+        ex = ex.select(torch.nonzero(torch.isin(ex.index, probe["index"])).flatten())
         if probe["index"].tolist() != ex.index.tolist():
             raise ValueError(f"results/probe/{key} covers test examples {probe['index'].tolist()[:5]}..., "
                              f"not the first {len(ex.index)}: re-run the probe stage")
@@ -43,7 +47,8 @@ def main() -> int:
 
     with atomic_folder(f"results/ablate/{key}") as folder:
         pd.DataFrame(ablation_table(ablation)).to_parquet(folder / "drops.parquet", index=False)
-    write_json(f"metrics/ablate/{key}.json", summary)
+        write_skipped(folder / "skipped.json", probed["examples"], probed["skipped"])
+    write_json(f"metrics/ablate/{key}.json", {**summary, "skipped": len(probed["skipped"])})
     write_csv(f"metrics/ablate/curves/{key}.csv", plot_rows(summary))
     write_json(f"timing/ablate/{key}.json", {"seconds_total": seconds})
     for row in plot_rows(summary):

@@ -1,6 +1,6 @@
 """attribute@<dataset>-<model>: expert-wise token maps, top-K% faithfulness, concentration, specificity.
 
--> results/attribution/<key>/ (maps.safetensors, faithfulness.parquet, concentration.parquet),
+-> results/attribution/<key>/ (maps.safetensors, faithfulness.parquet, concentration.parquet, skipped.json),
    metrics/attribution/<key>.json, metrics/attribution/curves/<key>.csv (DVC plots).
 """
 
@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
 from fli2moe.attribution import attribute
-from fli2moe.explaining import attribution_metrics, concentration_table, explained_examples, faithfulness_curves
+from fli2moe.explaining import (attribution_metrics, concentration_table, explained_examples, faithfulness_curves,
+                                write_skipped)
 from fli2moe.faithfulness import faithfulness
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError
@@ -49,8 +50,9 @@ def main() -> int:
                    "target": ex.target}, folder / "maps.safetensors")
         pd.DataFrame(faith.table()).to_parquet(folder / "faithfulness.parquet", index=False)
         pd.DataFrame(table).to_parquet(folder / "concentration.parquet", index=False)
+        write_skipped(folder / "skipped.json", ex.examined, ex.skipped)
     metrics = attribution_metrics(faith, table, config.bootstrap, params.seed)
-    write_json(f"metrics/attribution/{key}.json", {"method": config.method, **metrics})
+    write_json(f"metrics/attribution/{key}.json", {"method": config.method, **metrics, "skipped": len(ex.skipped)})
     write_csv(f"metrics/attribution/curves/{key}.csv", faithfulness_curves(faith))
     write_json(f"timing/attribute/{key}.json", {
         "seconds_maps_per_example": seconds_maps / len(ex.index), "seconds_total": seconds_total})

@@ -20,10 +20,10 @@ def main() -> int:
     try:
         params = load_params(args.params)
         manifest = read_manifest(f"features/{args.dataset}")
+        train, test = (load_split_tensors(f"features/{args.dataset}", s, manifest) for s in ("train", "test"))
     except (ParamsError, FeatureSetError) as e:
         print(f"baselines {args.dataset}: {e}", file=sys.stderr)
         return 2
-    train, test = (load_split_tensors(f"features/{args.dataset}", s, manifest) for s in ("train", "test"))
     results = reference_baselines(train, test, manifest["task"], len(manifest["label_names"]), params.seed)
     write_json(f"metrics/baselines/{args.dataset}.json", {"dataset": args.dataset, "test": results})
     for name, metrics in results.items():

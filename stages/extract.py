@@ -50,17 +50,17 @@ def main() -> int:
 
     torch.manual_seed(params.seed)
     start = time.perf_counter()
-    if synthetic:
-        manifest = write_synthetic_feature_set(params.data["synthetic"], out)
-    elif custom:
-        try:
+    try:
+        if synthetic:
+            manifest = write_synthetic_feature_set(params.data["synthetic"], out)
+        elif custom:
             manifest = import_feature_set(params.data["custom"].root, out)
-        except FeatureSetError as e:
-            print(f"extract: {e}", file=sys.stderr)
-            return 2
-    else:
-        manifest = extract_feature_set(dataset, encoders, out, params.extract.batch_size,
-                                       params.extract.num_workers, device)
+        else:
+            manifest = extract_feature_set(dataset, encoders, out, params.extract.batch_size,
+                                           params.extract.num_workers, device)
+    except FeatureSetError as e:
+        print(f"extract: {e}", file=sys.stderr)
+        return 2
     return finish(args, manifest, time.perf_counter() - start)
 
 

@@ -1,6 +1,6 @@
 """probe@<dataset>-<model>: SII and redundancy gap of cross-modal candidate token pairs, with standard errors.
 
--> results/probe/<key>/ (interactions.safetensors, pairs.parquet), metrics/probe/<key>.json
+-> results/probe/<key>/ (interactions.safetensors, pairs.parquet, skipped.json), metrics/probe/<key>.json
    (with planted-pair recovery on `synthetic`), timing/probe/<key>.json.
 """
 
@@ -12,13 +12,13 @@ import pandas as pd
 from safetensors.torch import load_file, save_file
 
 from fli2moe.artifacts import atomic_folder, write_json
-from fli2moe.explaining import explained_examples
+from fli2moe.explaining import explained_examples, read_skipped, write_skipped
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError
 from fli2moe.runtime import load_stage_params
 from fli2moe.stage_args import model_stage_arguments
 from fli2moe.probing import (aggregate_recovery, check_pair_modalities, interaction_tensors, pair_rows,
-                             probe_examples, probe_metrics, synthetic_recovery)
+                             probe_examples, probe_metrics, split_degenerate, synthetic_recovery)
 
 
 def main() -> int:
@@ -28,28 +28,39 @@ def main() -> int:
         params = load_stage_params(args.params)
         config = params.probe.for_dataset(args.dataset)
         maps = load_file(f"results/attribution/{key}/maps.safetensors")
-        if config.examples is not None and config.examples > len(maps["whole"]):
+        covered = read_skipped(f"results/attribution/{key}/skipped.json")["examples"]
+        if config.examples is not None and config.examples > covered:
             raise ParamsError(f"probe.examples = {config.examples} but the attribution covers "
-                              f"{len(maps['whole'])} examples (attribution.examples): candidates come from its maps")
-        ex = explained_examples(args.dataset, args.model, params.explain, config.examples or len(maps["whole"]))
+                              f"{covered} examples (attribution.examples): candidates come from its maps")
+        ex = explained_examples(args.dataset, args.model, params.explain, config.examples or covered)
         check_pair_modalities(ex.manifest)
     except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
         print(f"probe {key}: {e}", file=sys.stderr)
         return 2
+    # Both stages skip the same examples (explained_examples), so every probed one has a map.
+    row = {index: r for r, index in enumerate(maps["index"].tolist())}
+    whole = maps["whole"][[row[index] for index in ex.index.tolist()]]
 
     start = time.perf_counter()
-    results = probe_examples(ex.model, ex.projected, ex.mask, ex.target, maps["whole"][: len(ex.index)], ex.baseline,
+    results = probe_examples(ex.model, ex.projected, ex.mask, ex.target, whole, ex.baseline,
                              ex.manifest["task"], config.candidates, config.estimator, config.num_contexts,
                              config.rg_keep, params.seed, config.quantity, params.explain.max_batch,
                              config.scheme, indices=ex.index.tolist())
     seconds = time.perf_counter() - start
+    results, degenerate = split_degenerate(results, ex.manifest["ids"]["test"])
+    skipped = ex.skipped + degenerate
+    if not results:
+        print(f"probe {key}: every one of the first {ex.examined} test examples was skipped, e.g. "
+              f"{skipped[0]['id']!r}: {skipped[0]['reason']}", file=sys.stderr)
+        return 2
 
     with atomic_folder(f"results/probe/{key}") as folder:
         save_file(interaction_tensors(results), folder / "interactions.safetensors")
         names = [m["name"] for m in ex.manifest["modalities"]]
         pd.DataFrame(pair_rows(results, ex.manifest["ids"]["test"], names)).to_parquet(folder / "pairs.parquet",
                                                                                       index=False)
-    metrics = probe_metrics(results)
+        write_skipped(folder / "skipped.json", ex.examined, skipped)
+    metrics = probe_metrics(results) | {"skipped": len(skipped)}
     timing = {"seconds_total": seconds, "seconds_per_example": metrics.pop("mean_seconds")}
     if "ground_truth" in ex.manifest:
         metrics["recovery"] = aggregate_recovery(synthetic_recovery(results, ex.manifest["ground_truth"]["test"]))

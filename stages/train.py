@@ -13,7 +13,7 @@ from fli2moe.params import ParamsError
 from fli2moe.runtime import load_stage_params, pick_device
 from fli2moe.stage_args import model_stage_arguments
 from fli2moe.task_metrics import aggregate
-from fli2moe.training import load_split_tensors, model_config, train_seed
+from fli2moe.training import TrainingError, load_split_tensors, model_config, train_seed
 
 
 def main() -> int:
@@ -25,15 +25,19 @@ def main() -> int:
         device = pick_device(params.device)
         manifest = read_manifest(f"features/{args.dataset}")
         config = model_config(args.model, manifest, params.model, params.moe)
+        splits = {s: load_split_tensors(f"features/{args.dataset}", s, manifest) for s in ("train", "val", "test")}
     except (ParamsError, FeatureSetError, ValueError) as e:
         print(f"train {key}: {e}", file=sys.stderr)
         return 2
     torch.use_deterministic_algorithms(True)
-    splits = {s: load_split_tensors(f"features/{args.dataset}", s, manifest) for s in ("train", "val", "test")}
 
     train_params = params.train.for_dataset(args.dataset)
-    runs = [train_seed(args.model, config, splits, manifest["task"], train_params, seed, device)
-            for seed in train_params.seeds]
+    try:
+        runs = [train_seed(args.model, config, splits, manifest["task"], train_params, seed, device)
+                for seed in train_params.seeds]
+    except TrainingError as e:  # nothing is written: a diverged seed invalidates the run
+        print(f"train {key}: {e}", file=sys.stderr)
+        return 2
 
     with atomic_folder(f"checkpoints/{key}") as folder:
         write_json(folder / "config.json", {"model": args.model, "dataset": args.dataset,

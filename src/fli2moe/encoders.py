@@ -28,6 +28,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 from PIL import Image
 
+from fli2moe.params import check_max_tokens
+
 
 class EncoderError(ValueError):
     """An encoder that cannot be loaded; the message says what is missing."""
@@ -191,7 +193,10 @@ class TextPreprocessor:
 
 
 class HFTextEncoder:
-    """A Hugging Face text encoder: last hidden states [B, max_tokens, D] and the attention mask."""
+    """A Hugging Face text encoder: last hidden states [B, max_tokens, D] and the attention mask.
+
+    Raises ParamsError when max_tokens exceeds the model's max_position_embeddings.
+    """
 
     kind = "text"
 
@@ -200,6 +205,10 @@ class HFTextEncoder:
 
         self.name, self.revision = name, revision
         self.model = AutoModel.from_pretrained(folder, local_files_only=True).eval().requires_grad_(False)
+        # Longer inputs fail inside the model on every batch: refused before any work.
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None:
+            check_max_tokens("extract", name, max_tokens, limit)
         self.dim = self.model.config.hidden_size
         self.tokens = max_tokens
         self.grid = None

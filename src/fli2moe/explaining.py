@@ -3,16 +3,20 @@
 `explained_examples` loads the trained model of one seed (`explain.model_seed`), the masking baseline
 computed on the training split (`explain.baseline`), and the first test examples with their projected
 tokens and targets (the predicted class; docs/design.md section 5), so that all stages explain the same inputs the
-same way.
+same way. An example with no real token in some modality has nothing to attribute, probe or remove there:
+every explanation stage skips it and records it (`write_skipped`), and explains the others.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from fli2moe.artifacts import write_json
 from fli2moe.attribution import Attributions
 from fli2moe.faithfulness import (
     Faithfulness,
@@ -38,12 +42,34 @@ class ExplainedExamples:
     target: torch.Tensor  # [N, C] bool, fixed on the unmasked input
     labels: torch.Tensor  # [N] or [N, C]: the true labels
     baseline: torch.Tensor  # [T, H] the masking baseline
+    examined: int  # the first `examined` test examples were considered: these N and the skipped ones
+    skipped: list[dict]  # {example, id, reason} of the examined examples that are not explained
+
+    def select(self, keep: torch.Tensor) -> "ExplainedExamples":
+        """The examples at positions `keep` [n] int64 (into these N), same model, baseline and skips."""
+        return replace(self, index=self.index[keep], ids=[self.ids[i] for i in keep.tolist()],
+                       projected=self.projected[keep], mask=self.mask[keep], target=self.target[keep],
+                       labels=self.labels[keep])
+
+
+def empty_modalities(model, mask: torch.Tensor) -> list[str | None]:
+    """Per example of mask [N, T]: why it cannot be explained ("no real token in <modality>") or None."""
+    empty = torch.stack([~mask[:, s].any(1) for s in model.modality_slices.values()], 1)  # [N, M]
+    names = list(model.modality_slices)
+    return [f"no real token in {', '.join(n for n, e in zip(names, row) if e)}" if any(row) else None
+            for row in empty.tolist()]
 
 
 @torch.no_grad()
 def explained_examples(dataset: str, model_name: str, explain_params, examples: int | None,
                        features_root: str = "features", models_root: str = "checkpoints") -> ExplainedExamples:
-    """The first `examples` test examples (all when None) of `dataset`, for the trained `model_name`."""
+    """The first `examples` test examples (all when None) of `dataset`, for the trained `model_name`,
+    less those with a modality without a real token (`skipped`).
+
+    Raises:
+        FeatureSetError: the feature set breaks the contract.
+        ValueError: the model's seed is missing, or every examined example is skipped.
+    """
     folder = f"{features_root}/{dataset}"
     manifest = read_manifest(folder)
     model = load_trained_model(f"{models_root}/{dataset}-{model_name}", explain_params.model_seed)
@@ -54,8 +80,25 @@ def explained_examples(dataset: str, model_name: str, explain_params, examples: 
     projected, mask = model.project(tokens), model.concat_mask(mask)  # [N, T, H], [N, T]
     logits = torch.cat([model(projected[chunk], mask[chunk]).logits
                         for chunk in index.split(explain_params.max_batch)])  # [N, C]
-    return ExplainedExamples(model, manifest, index, [manifest["ids"]["test"][i] for i in index.tolist()],
-                             projected, mask, target_labels(logits, manifest["task"]), labels, baseline)
+    ids = [manifest["ids"]["test"][i] for i in index.tolist()]
+    reasons = empty_modalities(model, mask)
+    skipped = [{"example": i, "id": ids[i], "reason": r} for i, r in enumerate(reasons) if r is not None]
+    if len(skipped) == len(index):
+        raise ValueError(f"none of the first {len(index)} test examples of {folder} can be explained: "
+                         f"{skipped[0]['id']!r}: {skipped[0]['reason']}")
+    ex = ExplainedExamples(model, manifest, index, ids, projected, mask, target_labels(logits, manifest["task"]),
+                           labels, baseline, len(index), skipped)
+    return ex.select(torch.tensor([i for i, r in enumerate(reasons) if r is None], dtype=torch.long))
+
+
+def write_skipped(path, examined: int, skipped: list[dict]) -> None:
+    """A stage's record of its skipped examples: {"examples": examined, "skipped": [{example, id, reason}]}."""
+    write_json(path, {"examples": examined, "skipped": sorted(skipped, key=lambda s: s["example"])})
+
+
+def read_skipped(path) -> dict:
+    """The record written by `write_skipped`."""
+    return json.loads(Path(path).read_text())
 
 
 def map_names(model) -> list[str]:

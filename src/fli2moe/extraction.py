@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from fli2moe.artifacts import SafetensorsStreamWriter, atomic_folder, write_json
 from fli2moe.datasets import DatasetSplits, Sample
+from fli2moe.features import load_split
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ def extract_feature_set(dataset: DatasetSplits, encoders: dict, out_dir: str | P
                         num_workers: int, device: torch.device) -> dict:
     """Write the feature set of `dataset` (docs/design.md section 3) to `out_dir`, replacing it whole at the end.
 
-    `encoders`: modality name -> frozen encoder.
+    `encoders`: modality name -> frozen encoder. Raises `FeatureSetError` when the written set breaks the
+    contract's values (`features.check_values`); `out_dir` is then left as it was.
     """
     with atomic_folder(out_dir) as tmp_dir:
         skipped, ids = list(dataset.skipped), {}
@@ -121,4 +123,8 @@ def extract_feature_set(dataset: DatasetSplits, encoders: dict, out_dir: str | P
             "ids": ids,
         }
         write_json(tmp_dir / "manifest.json", manifest)
+        # An encoder's activations beyond float16's range are stored as inf: refused here, naming the sample,
+        # before the set replaces the previous one.
+        for split in ids:
+            load_split(tmp_dir, split, manifest)
     return manifest

@@ -165,9 +165,15 @@ def faithfulness(model, projected: Tensor, mask: Tensor, attributions: Attributi
 
 
 def bootstrap_ci(values, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
-    """Mean of `values` (NaNs dropped) and its percentile bootstrap interval over `resamples` resamples of
-    the examples with replacement, from numpy's default_rng(seed): {mean, low, high, n}."""
+    """Mean of `values` and its percentile bootstrap interval over `resamples` resamples of the examples
+    with replacement, from numpy's default_rng(seed): {mean, low, high, n}.
+
+    NaN marks a value undefined for its example (a map without mass) and is left out: n counts only the
+    values used. Raises ValueError on inf, which no statistic here can summarise.
+    """
     values = np.asarray(values, dtype=np.float64)
+    if np.isinf(values).any():
+        raise ValueError(f"bootstrap_ci: {int(np.isinf(values).sum())} of {values.size} values are infinite")
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
@@ -177,8 +183,14 @@ def bootstrap_ci(values, resamples: int = 1000, seed: int = 0, level: float = 0.
 
 
 def distribution(scores, mask) -> np.ndarray:
-    """p = |scores| / sum over real tokens, 0 on padded slots: [..., T] float64 (rows NaN when the sum is 0)."""
+    """p = |scores| / sum over real tokens, 0 on padded slots: [..., T] float64 (rows NaN when the sum is 0).
+
+    Raises ValueError when a real token's score is NaN or inf: such a map has no distribution, and NaN
+    rows are kept for maps without mass.
+    """
     magnitude = np.where(np.asarray(mask), np.abs(np.asarray(scores, dtype=np.float64)), 0.0)
+    if not np.isfinite(magnitude).all():
+        raise ValueError("attribution scores must be finite on the real tokens")
     total = magnitude.sum(-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, magnitude / total, np.nan)

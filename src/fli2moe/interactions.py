@@ -345,9 +345,13 @@ def _derivatives(
 
 
 def _stratified_mean(samples: torch.Tensor, ctx: _Contexts) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stratified mean and its standard error per pair from samples [M, P] (NaN = not served)."""
+    """Stratified mean and its standard error per pair from samples [M, P] (NaN = not served).
+
+    Unserved entries are zeroed by `ctx.served`, not by their NaN: a served sample that is NaN or inf (a
+    non-finite game value) makes its pair's estimate non-finite instead of counting as a 0.
+    """
     served = ctx.served.double()
-    x = torch.nan_to_num(samples)
+    x = torch.where(ctx.served, samples, 0.0)
 
     def stratum_sum(t: torch.Tensor) -> torch.Tensor:  # [M, P] -> [H, P]
         return torch.zeros(len(ctx.mass), t.shape[1], dtype=torch.float64).index_add_(0, ctx.stratum, t)
@@ -355,7 +359,7 @@ def _stratified_mean(samples: torch.Tensor, ctx: _Contexts) -> tuple[torch.Tenso
     count = stratum_sum(served)
     mean = stratum_sum(x) / count
     # Two-pass variance: centre on the stratum mean before squaring, for accuracy.
-    centred = torch.nan_to_num((x - mean[ctx.stratum]) * served)
+    centred = torch.where(ctx.served, x - mean[ctx.stratum], 0.0)
     variance = stratum_sum(centred**2) / (count - 1)
     estimate = (ctx.mass[:, None] * mean).sum(dim=0)
     if ctx.deterministic:

@@ -19,6 +19,9 @@ KNOWN_DATASETS = ("enrico", "synthetic", "mmimdb", "mmhs150k", "custom")
 KNOWN_MODELS = ("fl_i2moe", "moe_plain", "dense")
 IMAGE_ENCODERS = ("efficientnet-lite0",)
 TEXT_ENCODERS = ("minilm",)
+# Positions of the built-in text encoders (their config's max_position_embeddings), checked with the params
+# before any work; an hf: encoder's limit is read from its config when it is loaded (encoders.py).
+TEXT_ENCODER_MAX_TOKENS = {"minilm": 512}
 
 
 class ParamsError(ValueError):
@@ -68,6 +71,13 @@ def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
 def _encoder(key: str, value: Any, known: tuple[str, ...]) -> None:
     if not isinstance(value, str) or not (value in known or (value.startswith("hf:") and len(value) > 3)):
         raise ParamsError(f"{key} must be one of {', '.join(known)} or hf:<name-or-path>, got {value!r}")
+
+
+def check_max_tokens(key: str, encoder: str, max_tokens: int, limit: int) -> None:
+    """`<key>.max_tokens` fits the text encoder's `limit` positions (ParamsError otherwise)."""
+    if max_tokens > limit:
+        raise ParamsError(f"{key}.max_tokens = {max_tokens} but the text encoder {encoder} takes at most "
+                          f"{limit} tokens")
 
 
 def _check_keys(cls, raw: Any, key: str) -> None:
@@ -187,6 +197,8 @@ class ExtractParams:
             if side % 32:
                 raise ParamsError(f"{key}.image_size[{i}] must be a multiple of 32 (the encoder's stride), got {side}")
         _positive_int(f"{key}.max_tokens", self.max_tokens)
+        if self.text_encoder in TEXT_ENCODER_MAX_TOKENS:
+            check_max_tokens(key, self.text_encoder, self.max_tokens, TEXT_ENCODER_MAX_TOKENS[self.text_encoder])
         _positive_int(f"{key}.batch_size", self.batch_size)
         _non_negative_int(f"{key}.num_workers", self.num_workers)
 

@@ -117,10 +117,30 @@ class ProbeResult:
     positions: Tensor  # [n] int64 index of each candidate within its modality (slot - modality start)
     interactions: PairInteractions  # .modality [n] holds the candidates' modality ids
     seconds: float  # wall time of the estimator, model evaluations included
+    degenerate: str | None = None  # why the estimates mean nothing (`game_degeneracy`), None when they do
 
     @property
     def evaluations(self) -> int:
         return self.interactions.evaluations
+
+
+def game_degeneracy(values: Tensor) -> str | None:
+    """Why a game whose evaluated coalitions gave `values` [B] has no meaningful interactions, or None:
+    a non-finite value (its estimates would be NaN), or a constant game (every index is exactly 0)."""
+    finite = torch.isfinite(values)
+    if not finite.all():
+        return f"the target score is NaN or inf on {int((~finite).sum())} of {len(values)} coalitions"
+    if (values == values[0]).all():
+        return "constant game: removing candidates never changes the target score"
+    return None
+
+
+def split_degenerate(results: Sequence[ProbeResult], ids: Sequence[str]) -> tuple[list[ProbeResult], list[dict]]:
+    """The results with a meaningful game, and {example, id, reason} of the others (ids indexed by the
+    example index)."""
+    kept = [r for r in results if r.degenerate is None]
+    skipped = [{"example": r.index, "id": ids[r.index], "reason": r.degenerate} for r in results if r.degenerate]
+    return kept, skipped
 
 
 def example_seed(seed: int, index: int) -> int:
@@ -140,7 +160,8 @@ def probe_examples(model, projected: Tensor, mask: Tensor, targets: Tensor, maps
     the candidates, `select_candidates`), baseline [T, H]. estimator "exact" (2^n evaluations, n <= 16) or
     "montecarlo" (`num_contexts`, `scheme`, seed `example_seed(seed, index)`); rg_keep as in
     `interactions`. `indices` [N] are the examples' indices in their split (default 0..N-1): they are
-    recorded and seed the Monte Carlo draws, so an example gets the same estimate in any batch.
+    recorded and seed the Monte Carlo draws, so an example gets the same estimate in any batch. Each
+    result's `degenerate` says when its game has no meaningful interactions (`game_degeneracy`).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"probe estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
@@ -151,8 +172,14 @@ def probe_examples(model, projected: Tensor, mask: Tensor, targets: Tensor, maps
     results = []
     for b, index in enumerate(indices):
         candidates = select_candidates(maps[b], mask[b], model.modality_slices, candidates_per_modality)
-        value, modality = coalition_game(model, projected[b], mask[b], targets[b], candidates, baseline, task,
-                                         quantity, max_batch)
+        game, modality = coalition_game(model, projected[b], mask[b], targets[b], candidates, baseline, task,
+                                        quantity, max_batch)
+        values = []
+
+        def value(coalitions: Tensor, game=game, values=values) -> Tensor:
+            values.append(game(coalitions).cpu())
+            return values[-1]
+
         start = time.perf_counter()
         if estimator == "exact":
             interactions = exact(value, modality, rg_keep, GAME_CALL_ROWS)
@@ -160,7 +187,8 @@ def probe_examples(model, projected: Tensor, mask: Tensor, targets: Tensor, maps
             interactions = montecarlo(value, modality, num_contexts, example_seed(seed, index), rg_keep,
                                       GAME_CALL_ROWS, scheme)
         seconds = time.perf_counter() - start
-        results.append(ProbeResult(index, candidates, candidates - starts[modality], interactions, seconds))
+        results.append(ProbeResult(index, candidates, candidates - starts[modality], interactions, seconds,
+                                   game_degeneracy(torch.cat(values))))
     return results
 
 
@@ -269,17 +297,22 @@ def pair_rows(results: Sequence[ProbeResult], ids: Sequence[str], modality_names
 
 def probe_metrics(results: Sequence[ProbeResult]) -> dict:
     """Summary of a probe run: examples, pairs, mean candidates, mean |SII| and |RG| over the pairs with
-    an estimate, share of pairs with |SII| > 1.96 SE, mean evaluations and seconds per example."""
+    an estimate (NaN only for a Monte Carlo pair never sampled: `pairs_without_sii`, `pairs_without_rg`
+    count them), share of pairs with |SII| > 1.96 SE among those with an SII and a finite SE, mean
+    evaluations and seconds per example."""
     sii = torch.cat([r.interactions.sii for r in results])
     rg = torch.cat([r.interactions.rg for r in results])
-    flags = torch.cat([significant(r.interactions.sii, r.interactions.sii_se) for r in results])
+    se = torch.cat([r.interactions.sii_se for r in results])
+    tested = ~sii.isnan() & ~se.isnan()
     return {
         "examples": len(results),
         "pairs": len(sii),
+        "pairs_without_sii": int(sii.isnan().sum()),
+        "pairs_without_rg": int(rg.isnan().sum()),
         "mean_candidates": float(np.mean([len(r.candidates) for r in results])),
         "mean_abs_sii": sii.abs().nanmean().item(),
         "mean_abs_rg": rg.abs().nanmean().item(),
-        "significant_share": flags.double().mean().item(),
+        "significant_share": significant(sii[tested], se[tested]).double().mean().item() if tested.any() else None,
         "mean_evaluations": float(np.mean([r.evaluations for r in results])),
         "mean_seconds": float(np.mean([r.seconds for r in results])),
     }

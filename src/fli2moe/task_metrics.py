@@ -11,7 +11,14 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 
 def task_metrics(scores: np.ndarray, labels: np.ndarray, task: str) -> dict[str, float]:
-    """scores [N, C]: logits (or any monotone score); labels [N] int (multiclass) or [N, C] 0/1 (multilabel)."""
+    """scores [N, C]: logits (or any monotone score); labels [N] int (multiclass) or [N, C] 0/1 (multilabel).
+
+    Raises ValueError when a score is NaN or inf: argmax and thresholds would turn it into a prediction.
+    """
+    if not np.isfinite(scores).all():
+        rows = np.flatnonzero(~np.isfinite(scores).all(1))
+        raise ValueError(f"task_metrics: scores of {len(rows)} of {len(scores)} samples are NaN or inf "
+                         f"(first: row {rows[0]})")
     if task == "multiclass":
         predicted = scores.argmax(1)
         num_classes = scores.shape[1]

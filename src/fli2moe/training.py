@@ -28,6 +28,10 @@ from fli2moe.task_metrics import selection_metric, task_metrics
 log = logging.getLogger(__name__)
 
 
+class TrainingError(ValueError):
+    """Training that cannot go on (a non-finite loss); the message names the seed, epoch and batch."""
+
+
 @dataclass
 class SplitTensors:
     """One split of a feature set: tokens[m] [N, T_m, D_m] float16, mask[m] [N, T_m] bool, labels [N] | [N, C]."""
@@ -108,6 +112,11 @@ class SeedRun:
 
 def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, train_params, seed: int,
                device: torch.device) -> SeedRun:
+    """One seed's run (module docstring).
+
+    Raises:
+        TrainingError: a batch's loss is NaN or inf; it stops training before the weights are updated with it.
+    """
     torch.manual_seed(seed)
     model = build_model(name, config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_params.lr, weight_decay=train_params.weight_decay)
@@ -121,7 +130,7 @@ def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, tr
     for epoch in range(1, train_params.epochs + 1):
         model.train()
         sums = {"loss": 0.0, "task_loss": 0.0, "interaction_loss": 0.0}
-        for index in torch.randperm(len(train), generator=shuffle).split(train_params.batch_size):
+        for batch, index in enumerate(torch.randperm(len(train), generator=shuffle).split(train_params.batch_size), 1):
             tokens, mask, labels = train.batch(index, device)
             projected, mask_cat = model.project(tokens), model.concat_mask(mask)  # [b, T, H], [b, T]
             if train_params.token_dropout > 0:
@@ -130,6 +139,10 @@ def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, tr
             loss_task = task_loss(out.logits, labels, task)
             loss_int = model.interaction_loss(projected, mask_cat, out, generator=perturb)
             loss = loss_task + model.lambda_int * loss_int
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{name} seed {seed}, epoch {epoch}, batch {batch}: the loss is {loss.item()} "
+                                    f"(task {loss_task.item()}, interaction {loss_int.item()}) on train rows "
+                                    f"{sorted(index.tolist())[:8]}; lower train.lr or check the features")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
