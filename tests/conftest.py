@@ -65,6 +65,14 @@ def venv_env() -> dict:
     return env
 
 
+def stage_env() -> dict:
+    """Environment for running a stage script directly: it imports the library of this tree, as dvc.yaml's
+    `PYTHONPATH=src` makes it (the virtualenv's editable install may point at another checkout)."""
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+
 def non_scalar_keys(tree, path: str = "") -> list[str]:
     """The dotted keys of every list or other non-scalar value in a metrics JSON tree.
 

@@ -14,7 +14,7 @@ from fli2moe.task_metrics import aggregate, mean_std, task_metrics
 from fli2moe.masking import modality_ids
 from fli2moe.models import build_model
 from fli2moe.training import drop_tokens, load_split_tensors, model_config, train_seed
-from conftest import REPO, assert_scalar_metrics, write_feature_set
+from conftest import REPO, assert_scalar_metrics, stage_env, write_feature_set
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -88,7 +88,7 @@ def test_model_config_reads_moe_only_for_moe_models(toy):
 
 def run_train_stage(cwd, model):
     return subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), "--dataset", "toy", "--model", model],
-                          cwd=cwd, capture_output=True, text=True)
+                          cwd=cwd, capture_output=True, text=True, env=stage_env())
 
 
 def test_train_stage_outputs_are_byte_identical_across_runs(tmp_path):
