@@ -304,9 +304,9 @@ def headline(run: RunOutputs, sections: list[Section]) -> dict:
                         entry[name] = probe["recovery"][name]
             ablate = run.metrics("ablate", key)
             if ablate is not None:
-                for budget in summary_budgets(ablate):
-                    entry[budget_key(budget)] = {f"{r}_vs_random_candidates": ablate[budget_key(budget)][r][
-                        "vs_random_candidates"]["difference"] for r in RANKINGS}
+                for key in map(budget_key, summary_budgets(ablate)):
+                    entry[key] = {f"{ranking}_vs_random_candidates": ablate[key][ranking]["vs_random_candidates"][
+                        "difference"] for ranking in RANKINGS}
             summary.setdefault(dataset, {})[model] = entry
     return summary
 
