@@ -1,7 +1,9 @@
 """ablate@<dataset>-<model>: remove the top-b cross-modal pairs by SII and by RG vs b random pairs.
 
--> results/ablate/<key>/ (drops.parquet, skipped.json: the examples the probe skipped), metrics/ablate/<key>.json (drops, differences ranked - random with
-   bootstrap CIs, paired tests, effect sizes, task metric per budget), metrics/ablate/curves/<key>.csv.
+-> results/ablate/<key>/ (drops.parquet, skipped.json: the examples the probe skipped), metrics/ablate/<key>.json
+   (per budget and ranking: drops, differences ranked - random with bootstrap CIs, paired tests, effect sizes,
+   task metric; scalars under keys such as budget_1.sii.vs_random_candidates.difference, see
+   `ablation_summary`), metrics/ablate/curves/<key>.csv.
 """
 
 import logging

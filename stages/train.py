@@ -12,7 +12,7 @@ from fli2moe.models import build_model, num_parameters
 from fli2moe.params import ParamsError
 from fli2moe.runtime import load_stage_params, pick_device
 from fli2moe.stage_args import model_stage_arguments
-from fli2moe.task_metrics import aggregate
+from fli2moe.task_metrics import aggregate, per_seed
 from fli2moe.training import TrainingError, load_split_tensors, model_config, train_seed
 
 
@@ -48,8 +48,8 @@ def main() -> int:
                    "seeds": torch.tensor(train_params.seeds)}, folder / "test_routing.safetensors")
     parameters = num_parameters(build_model(args.model, config))
     write_json(f"metrics/train/{key}.json", {
-        "model": args.model, "dataset": args.dataset, "parameters": parameters, "seeds": train_params.seeds,
-        "best_epoch": [r.best_epoch for r in runs],
+        "model": args.model, "dataset": args.dataset, "parameters": parameters,
+        "best_epoch": per_seed(train_params.seeds, [r.best_epoch for r in runs]),
         "test": aggregate([r.test for r in runs]), "val": aggregate([r.val for r in runs]),
     })
     write_csv(f"metrics/train/curves/{key}.csv",

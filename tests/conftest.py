@@ -65,6 +65,35 @@ def venv_env() -> dict:
     return env
 
 
+def stage_env() -> dict:
+    """Environment for running a stage script directly: it imports the library of this tree, as dvc.yaml's
+    `PYTHONPATH=src` makes it (the virtualenv's editable install may point at another checkout)."""
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+
+def non_scalar_keys(tree, path: str = "") -> list[str]:
+    """The dotted keys of every list or other non-scalar value in a metrics JSON tree.
+
+    DVC shows a metrics file's nested dicts under dotted keys (`dvc metrics diff`, `dvc exp show`) but
+    nothing inside a list, so every number a user compares must be a leaf of dicts only. Scalars: numbers,
+    strings, booleans, null.
+    """
+    if isinstance(tree, dict):
+        return [key for name, value in tree.items()
+                for key in non_scalar_keys(value, f"{path}.{name}" if path else str(name))]
+    if tree is None or isinstance(tree, (str, int, float, bool)):
+        return []
+    return [f"{path or '<root>'} ({type(tree).__name__})"]
+
+
+def assert_scalar_metrics(tree, source: str = "metrics") -> None:
+    """Fail naming each key of `tree` (a metrics file's JSON) whose value DVC would not show: see `non_scalar_keys`."""
+    bad = non_scalar_keys(tree)
+    assert not bad, f"{source}: not a scalar, DVC would not show it: {', '.join(bad)}"
+
+
 def run(cmd: list[str], cwd: Path, env: dict) -> str:
     """Run a command, failing the test with its output if it fails; returns stdout."""
     import subprocess

@@ -21,6 +21,7 @@ from fli2moe.ablation import (
     SELECTIONS,
     ablation_summary,
     ablation_table,
+    budget_key,
     cohens_dz,
     example_masks,
     masked_logits,
@@ -32,11 +33,13 @@ from fli2moe.ablation import (
     ranked_pairs,
     selection_rows,
     sign_flip_pvalue,
+    summary_budgets,
     wilcoxon_greater,
 )
 from fli2moe.masking import masked_scores, target_labels, target_score
 from fli2moe.models import FLI2MoEConfig, ModalitySpec, ModelOutput, build_model
 from fli2moe.probing import interaction_tensors, probe_examples
+from conftest import assert_scalar_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -121,20 +124,22 @@ def test_summary_table_and_plot_rows_report_the_known_ablation():
     labels = np.zeros(len(ablation.index), dtype=np.int64)  # class 0, predicted on every full input
     summary = ablation_summary(ablation, labels, "multiclass", permutations=2000, resamples=200)
     assert summary["unmasked"]["accuracy"] == 1.0
-    row = {(r["budget"], r["ranking"], r["selection"]): r for r in summary["drops"]}
-    assert len(row) == 2 * len(RANKINGS) * len(SELECTIONS)
+    assert_scalar_metrics(summary)
+    assert set(summary) == {"unmasked", "budget_1", "budget_20"}
+    row = {(b, r, s): summary[f"budget_{b}"][r][s] for b in (1, 20) for r in RANKINGS for s in SELECTIONS}
+    assert all(set(summary[f"budget_{b}"][r]) == {*SELECTIONS, "vs_random_candidates", "vs_random_all"}
+               for b in (1, 20) for r in RANKINGS)
     assert row[1, "sii", "ranked"]["accuracy"] == 0.0  # removing the gate flips every prediction
     assert row[1, "rg", "ranked"]["accuracy"] == 1.0
     assert row[1, "sii", "ranked"]["drop"] == pytest.approx(FULL - FLOOR)
     assert row[1, "sii", "ranked"]["clipped"] == 0 and row[20, "sii", "ranked"]["clipped"] == 40
     assert row[20, "sii", "ranked"]["mean_pairs"] == 7.5  # 9 or 6 candidate pairs
-    assert all(r["unmatched"] == 0 for r in summary["drops"])
-    compare = {(c["budget"], c["ranking"], c["random"]): c for c in summary["comparisons"]}
-    assert compare[1, "sii", "random_all"]["permutation_p"] < 0.001
-    assert compare[1, "sii", "random_all"]["wilcoxon_p"] < 0.001
-    assert compare[1, "rg", "random_all"]["difference"] < 0  # random pairs hit the gate, the RG top pair never
-    assert compare[1, "rg", "random_all"]["permutation_p"] > 0.5
-
+    assert all(r["unmatched"] == 0 for r in row.values())
+    compare = summary["budget_1"]["sii"]["vs_random_all"]
+    assert compare["permutation_p"] < 0.001 and compare["wilcoxon_p"] < 0.001 and compare["n"] == 40
+    compare = summary["budget_1"]["rg"]["vs_random_all"]
+    assert compare["difference"] < 0  # random pairs hit the gate, the RG top pair never
+    assert compare["permutation_p"] > 0.5
     table = ablation_table(ablation)
     assert len(table["drop"]) == 40 * 2 * len(RANKINGS) * len(SELECTIONS)
     assert set(table["example"].tolist()) == set(range(100, 140))
@@ -146,6 +151,18 @@ def test_summary_table_and_plot_rows_report_the_known_ablation():
     plots = plot_rows(summary)
     assert plots[0] == {"budget": 1, "series": "sii/ranked", "drop": row[1, "sii", "ranked"]["drop"],
                         "low": row[1, "sii", "ranked"]["low"], "high": row[1, "sii", "ranked"]["high"]}
+    assert [(p["budget"], p["series"]) for p in plots] == [(b, f"{r}/{s}") for b in (1, 20) for r in RANKINGS
+                                                           for s in SELECTIONS]
+
+
+def test_summary_keys_budgets_by_value_and_refuses_a_repeated_budget():
+    ablation = run(n=6, budgets=(10, 2), repeats=2)
+    summary = ablation_summary(ablation, np.zeros(6, dtype=np.int64), "multiclass", permutations=50, resamples=20)
+    keys = json.loads(json.dumps(summary, sort_keys=True))  # as the metrics file holds them: sorted as strings
+    assert list(keys)[:2] == ["budget_10", "budget_2"] and summary_budgets(keys) == [2, 10]
+    assert budget_key(2) == "budget_2" and [p["budget"] for p in plot_rows(keys)][::6] == [2, 10]
+    with pytest.raises(ValueError, match="distinct"):
+        run(n=2, budgets=(1, 1), repeats=2)
 
 
 def tiny_model_and_inputs():
@@ -184,6 +201,8 @@ def test_ablation_of_a_real_model_reads_the_probe_output_and_gives_json_ready_me
     np.testing.assert_allclose(ablation.drop[:, 2], ablation.drop[:, 2, :, :1].repeat(9, -1), atol=1e-6)
     summary = ablation_summary(ablation, np.array([0, 1, 2]), "multiclass", permutations=100, resamples=50)
     json.dumps(summary, allow_nan=False)  # the metrics file refuses NaN
+    assert_scalar_metrics(summary)
+    assert summary["budget_50"]["rg"]["random_all"]["mean_pairs"] == pytest.approx(52 / 3)
 
 
 # --- keep-masks --------------------------------------------------------------------------------------

@@ -25,16 +25,14 @@ from fli2moe.models import build_model
 from fli2moe.params import ParamsError, load_params
 from fli2moe.probing import game_degeneracy
 from fli2moe.training import TrainingError, load_split_tensors, model_config, train_seed
-from conftest import REPO, write_feature_set
+from conftest import REPO, stage_env, write_feature_set
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZES = {"train": 12, "val": 6, "test": 6}
 
 
 def run_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    # The stages import the library of this tree, as dvc.yaml runs them.
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    return subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py"), *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py"), *args], cwd=cwd, env=stage_env(),
                           capture_output=True, text=True)
 
 

@@ -14,14 +14,14 @@ from safetensors.torch import load_file
 
 from fli2moe.explaining import explained_examples
 from fli2moe.params import load_params
-from conftest import REPO, write_feature_set
+from conftest import REPO, stage_env, write_feature_set
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def stage(cwd, name, model):
     result = subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py"), "--dataset", "toy",
-                             "--model", model], cwd=cwd, capture_output=True, text=True)
+                             "--model", model], cwd=cwd, capture_output=True, text=True, env=stage_env())
     assert result.returncode == 0, result.stderr
     return result
 
@@ -104,5 +104,5 @@ def test_probe_stage_covers_the_attributed_examples(workspaces):
     raw["probe"]["examples"] = 11
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "probe.py"), "--dataset", "toy", "--model", "dense"],
-                            cwd=root, capture_output=True, text=True)
+                            cwd=root, capture_output=True, text=True, env=stage_env())
     assert result.returncode == 2 and "probe.examples" in result.stderr

@@ -12,7 +12,7 @@ from fli2moe.encoders import EfficientNetLite0
 from fli2moe.extraction import extract_feature_set
 from fli2moe.features import load_split, read_manifest
 from fli2moe.params import load_params
-from conftest import REPO, make_enrico_subset
+from conftest import REPO, make_enrico_subset, stage_env
 
 
 def test_feature_set_contract_and_a_sample_that_fails_mid_run(tmp_path):
@@ -58,7 +58,8 @@ def test_stage_output_is_byte_identical_across_processes(tmp_path):
         subprocess.run([sys.executable, str(REPO / "stages" / "extract.py"), "--dataset", "enrico",
                         "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / run),
                         "--metrics-dir", str(tmp_path / f"{run}-metrics"),
-                        "--timing-dir", str(tmp_path / f"{run}-timing")], check=True, capture_output=True)
+                        "--timing-dir", str(tmp_path / f"{run}-timing")], check=True, capture_output=True,
+                       env=stage_env())
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(files) == 4
     for name in files:
@@ -74,12 +75,12 @@ def test_stage_rejects_bad_params_before_any_work(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "extract.py"), "--dataset", "enrico",
                              "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=stage_env())
     assert result.returncode == 2 and "extract.batch_size" in result.stderr
     assert not (tmp_path / "out").exists()
     raw["extract"]["batch_size"] = 4
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "extract.py"), "--dataset", "enrico",
                              "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=stage_env())
     assert result.returncode == 2 and str(tmp_path / "missing") in result.stderr

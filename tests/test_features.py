@@ -79,14 +79,15 @@ def test_extract_stage_imports_a_custom_feature_set(tmp_path, multilabel, raw_pa
 
     import yaml
 
-    from conftest import REPO
+    from conftest import REPO, stage_env
 
     raw_params["datasets"], raw_params["moe_plain_datasets"] = ["custom"], []
     raw_params["data"]["custom"]["root"] = str(multilabel)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "extract.py"), "--dataset", "custom", "--params",
                              str(tmp_path / "params.yaml"), "--out", str(tmp_path / "out"), "--metrics-dir",
-                             str(tmp_path / "metrics"), "--timing-dir", str(tmp_path / "timing")], capture_output=True, text=True)
+                             str(tmp_path / "metrics"), "--timing-dir", str(tmp_path / "timing")], capture_output=True,
+                            text=True, env=stage_env())
     assert result.returncode == 0, result.stderr
     assert read_manifest(tmp_path / "out") == read_manifest(multilabel)
     assert json.loads((tmp_path / "metrics" / "extract" / "custom.json").read_text())["samples"] == {

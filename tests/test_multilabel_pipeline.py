@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fli2moe.ablation import budget_key, summary_budgets
 from fli2moe.datasets.mmimdb import GENRES
 from fli2moe.features import read_manifest
 from fli2moe.training import load_split_tensors, load_trained_model
-from conftest import make_dvc_repo, run
+from conftest import assert_scalar_metrics, make_dvc_repo, run
 from make_fixtures import make_mmimdb
 
 pytestmark = pytest.mark.slow
@@ -89,8 +90,10 @@ def test_explanation_stages_cover_the_expected_examples_with_finite_metrics(repo
     assert attribution["examples"] == ATTRIBUTED
     assert {row["n"] for row in attribution["faithfulness"].values()} == {ATTRIBUTED}
     assert probe["examples"] == PROBED and probe["pairs"] == PROBED * 2 * 2
-    assert sorted({row["budget"] for row in ablate["drops"]}) == BUDGETS
-    assert {row["n"] for row in ablate["drops"] + ablate["comparisons"]} == {PROBED}
+    assert summary_budgets(ablate) == BUDGETS
+    assert {row["n"] for b in BUDGETS for per_ranking in ablate[budget_key(b)].values()
+            for row in per_ranking.values()} == {PROBED}
+    assert_scalar_metrics(ablate)
     assert set(ablate["unmasked"]) == {"score", "micro_f1", "macro_f1"}
     assert all(finite_numbers(m) for m in (attribution, probe, ablate))
     maps = load_file(repo / "results" / "attribution" / key / "maps.safetensors")

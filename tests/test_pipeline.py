@@ -12,7 +12,7 @@ import yaml
 from safetensors.torch import load_file
 
 from fli2moe.features import load_split, read_manifest
-from conftest import make_dvc_repo, run
+from conftest import assert_scalar_metrics, make_dvc_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -84,11 +84,20 @@ def tiny_training(params):
     params["train"]["overrides"] = {"synthetic": {"epochs": 2, "token_dropout": 0.15}}
     params["attribution"].update(examples=4, random_repeats=2, bootstrap=50)
     params["probe"].update(examples=2, candidates=2, num_contexts=8)
-    params["ablate"].update(budgets=[1], random_repeats=2, permutations=50, bootstrap=50)
+    params["ablate"].update(budgets=[1, 2], random_repeats=2, permutations=50, bootstrap=50)
 
 
 def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def assert_metrics_are_scalars(repo) -> None:
+    """Every metrics file DVC compares (metrics/ but its timings, and reports/summary.json) holds scalars only."""
+    files = [path for path in (repo / "metrics").rglob("*.json") if path.parent.parent.name != "timing"]
+    stages = {path.parent.name for path in files}
+    assert stages == {"extract", "train", "baselines", "attribution", "probe", "ablate"}
+    for path in [*files, repo / "reports" / "summary.json"]:
+        assert_scalar_metrics(json.loads(path.read_text()), str(path.relative_to(repo)))
 
 
 def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_env):
@@ -106,6 +115,11 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
     summary = json.loads((repo / "reports" / "summary.json").read_text())
     assert set(summary["enrico"]) == {"fl_i2moe", "moe_plain", "dense"}
     assert set(summary["synthetic"]) == {"fl_i2moe", "dense"}
+    assert_metrics_are_scalars(repo)
+    # Every budget of ablate.budgets, under the same key in the ablate metrics and in the summary.
+    ablate = json.loads((repo / "metrics" / "ablate" / "enrico-fl_i2moe.json").read_text())
+    assert {"budget_1", "budget_2"} <= set(ablate) and ablate["budget_2"]["sii"]["vs_random_candidates"]["n"] == 2
+    assert set(summary["enrico"]["fl_i2moe"]["budget_2"]) == {"sii_vs_random_candidates", "rg_vs_random_candidates"}
     run(["git", "add", "-A"], repo, venv_env)
     run(["git", "commit", "-q", "-m", "baseline run"], repo, venv_env)
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
@@ -125,6 +139,9 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
     assert not any("dense" in path for path in diff)
     changed = diff["reports/summary.json"]
     assert any(name.startswith("enrico.fl_i2moe.") for name in changed)
+    # A budget other than the first shows in the diff: DVC flattens dicts, not lists.
+    assert any(name.startswith("budget_2.") for name in diff["metrics/ablate/enrico-fl_i2moe.json"])
+    assert any(name.startswith("enrico.fl_i2moe.budget_2.") for name in changed)
     assert not any(".dense." in name for name in changed)
     # The experiment, compared with the committed baseline run: params and metrics both show the change.
     experiment = json.loads(run(["dvc", "exp", "diff", "--json"], repo, venv_env))

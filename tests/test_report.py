@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fli2moe.report import claims, figures
-from fli2moe.report.build import ablation_caption
+from fli2moe.report import claims, figures, tables
+from fli2moe.report.build import ablation_caption, headline
 from fli2moe.report.outputs import RunOutputs
 from fli2moe.report.page import Section, markdown, page
 from fli2moe.report.tables import Table, task_table, with_ci
+from conftest import assert_scalar_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,7 @@ def test_task_table_lists_trained_models_then_baselines(tmp_path):
     run = toy_run(tmp_path)
     for model, acc in (("fl_i2moe", 0.5), ("dense", 0.4)):
         write(tmp_path, f"metrics/train/toy-{model}.json", {
-            "parameters": 1234, "seeds": [0, 1], "best_epoch": [3, 4],
+            "parameters": 1234, "best_epoch": {"seed_1": 4, "seed_0": 3},
             "test": {"accuracy": {"mean": acc, "std": 0.01}, "macro_f1": {"mean": acc / 2, "std": 0.02}}})
     write(tmp_path, "metrics/baselines/toy.json", {"test": {"majority": {"accuracy": 0.25, "macro_f1": 0.1}}})
     table = task_table(run, "toy")
@@ -77,7 +78,7 @@ def test_task_table_lists_trained_models_then_baselines(tmp_path):
 
 def test_task_table_shows_no_spread_for_one_seed(tmp_path):
     write(tmp_path, "metrics/train/toy-fl_i2moe.json", {
-        "parameters": 10, "seeds": [0], "best_epoch": [3], "test": {"accuracy": {"mean": 0.5, "std": 0.0}}})
+        "parameters": 10, "best_epoch": {"seed_0": 3}, "test": {"accuracy": {"mean": 0.5, "std": 0.0}}})
     table = task_table(toy_run(tmp_path), "toy")
     assert table.rows[0][2] == "0.500" and "one seed" in table.note
 
@@ -121,19 +122,47 @@ def test_recovery_verdict_needs_a_majority_of_examples(tmp_path, synergy, redund
     assert verdict.status == expected and f"{100 * synergy:.0f}%" in verdict.sentence
 
 
+def ablation_metrics(comparisons: dict) -> dict:
+    """An ablate metrics file: comparisons {(budget, ranking, random): (low, p)}, the rest made up around them."""
+    metrics = {}
+    for (budget, ranking, random), (low, p) in comparisons.items():
+        drops = metrics.setdefault(f"budget_{budget}", {}).setdefault(ranking, {})
+        drops.update({selection: {"drop": 0.1, "low": 0.05, "high": 0.15, "n": 10}
+                      for selection in ("ranked", "random_candidates", "random_all")})
+        drops[f"vs_{random}"] = {"difference": low + 0.01, "low": low, "high": low + 0.02, "permutation_p": p,
+                                 "wilcoxon_p": p, "cohens_dz": 0.5}
+    return metrics
+
+
 def test_ablation_verdict_uses_random_candidates_and_every_budget(tmp_path):
     run = toy_run(tmp_path)
-
-    def comparison(ranking, random, budget, low, p):
-        return {"ranking": ranking, "random": random, "budget": budget, "difference": low + 0.01, "low": low,
-                "high": low + 0.02, "permutation_p": p}
-
-    write(tmp_path, "metrics/ablate/toy-fl_i2moe.json", {"comparisons": [
-        comparison("sii", "random_candidates", 1, 0.01, 0.01), comparison("sii", "random_candidates", 3, 0.02, 0.001),
-        comparison("rg", "random_candidates", 1, 0.01, 0.2),  # CI above 0 but not significant: fails
-        comparison("rg", "random_all", 1, -0.5, 0.9)]})  # other reference set: not part of the rule
+    write(tmp_path, "metrics/ablate/toy-fl_i2moe.json", ablation_metrics({
+        (10, "sii", "random_candidates"): (0.02, 0.001), (1, "sii", "random_candidates"): (0.01, 0.01),
+        (1, "rg", "random_candidates"): (0.01, 0.2),  # CI above 0 but not significant: fails
+        (10, "rg", "random_candidates"): (0.01, 0.01),
+        (1, "rg", "random_all"): (-0.5, 0.9)}))  # other reference set: not part of the rule
     verdict = claims.ablation_claim(run, "toy")
-    assert verdict.status == claims.MIXED and "by SII at b = 1" in verdict.sentence and "random_all" not in verdict.sentence
+    assert verdict.status == claims.MIXED and "random_all" not in verdict.sentence
+    assert "by SII at b = 1: +2.0 (p 0.010), 10: +3.0 (p 0.001); by RG at b = 1" in verdict.sentence
+
+
+def test_ablation_table_and_headline_order_budgets_by_value(tmp_path):
+    run = toy_run(tmp_path, models=("fl_i2moe",))
+    write(tmp_path, "metrics/ablate/toy-fl_i2moe.json", ablation_metrics(
+        {(budget, ranking, random): (0.01 * budget, 0.01) for budget in (10, 2) for ranking in ("rg", "sii")
+         for random in ("random_candidates", "random_all")}))
+    table = tables.ablation_table(run, "toy")
+    assert [row[1:4] for row in table.rows] == [[r, f"random {pool}", str(b)] for b in (2, 10) for r in ("SII", "RG")
+                                                for pool in ("candidates", "all")]
+    assert table.rows[0][4:] == ["10.0 [5.0, 15.0]", "10.0 [5.0, 15.0]", "+3.0 [2.0, 4.0]", "0.010", "0.010",
+                                 "0.50"]
+    write(tmp_path, "metrics/train/toy-fl_i2moe.json", {"best_epoch": {"seed_0": 1},
+                                                        "test": {"accuracy": {"mean": 0.5, "std": 0.0}}})
+    summary = headline(run, [])
+    assert_scalar_metrics(summary, "summary.json")
+    # Every budget, keyed as in the ablate metrics; the difference is low + 0.01 in `ablation_metrics`.
+    assert summary["toy"]["fl_i2moe"] == {"test_accuracy": 0.5, **{
+        f"budget_{b}": {f"{r}_vs_random_candidates": 0.01 * b + 0.01 for r in ("sii", "rg")} for b in (2, 10)}}
 
 
 @pytest.mark.parametrize("candidates, coincide", [(("all", "all"), True), (("all", 6), False)])
@@ -148,15 +177,16 @@ def test_accuracy_verdict_against_dense_and_moe_plain(tmp_path):
     run = toy_run(tmp_path)
     for model, mean in (("fl_i2moe", 0.50), ("dense", 0.52), ("moe_plain", 0.40)):
         write(tmp_path, f"metrics/train/toy-{model}.json",
-              {"seeds": [0, 1], "test": {"accuracy": {"mean": mean, "std": 0.03}}})
+              {"best_epoch": {"seed_0": 1, "seed_1": 1}, "test": {"accuracy": {"mean": mean, "std": 0.03}}})
     verdict = claims.accuracy_claim(run, "toy")
     # -0.02 against dense is within one seed std: "at least as good"; +0.10 over moe_plain: "better".
     assert verdict.status == claims.SUPPORTED
     write(tmp_path, "metrics/train/toy-moe_plain.json",
-          {"seeds": [0, 1], "test": {"accuracy": {"mean": 0.49, "std": 0.03}}})
+          {"best_epoch": {"seed_0": 1, "seed_1": 1}, "test": {"accuracy": {"mean": 0.49, "std": 0.03}}})
     run = toy_run(tmp_path)  # a RunOutputs reads each file once: a changed run is a new one
     assert claims.accuracy_claim(run, "toy").status == claims.MIXED  # dense supported, moe_plain inconclusive
-    write(tmp_path, "metrics/train/toy-moe_plain.json", {"seeds": [0], "test": {"accuracy": {"mean": 0.2, "std": 0}}})
+    write(tmp_path, "metrics/train/toy-moe_plain.json",
+          {"best_epoch": {"seed_0": 1}, "test": {"accuracy": {"mean": 0.2, "std": 0}}})
     verdict = claims.accuracy_claim(toy_run(tmp_path), "toy")  # one seed: a spread of 0 would decide anything
     assert verdict.status == claims.INCONCLUSIVE and "one seed" in verdict.sentence
 

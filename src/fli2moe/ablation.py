@@ -53,6 +53,7 @@ from fli2moe.task_metrics import task_metrics
 
 RANKINGS = ("sii", "rg")
 SELECTIONS = ("ranked", "random_candidates", "random_all")
+BUDGET_PREFIX = "budget_"  # a budget's key in the metrics: see `budget_key`
 
 
 # --- keep-masks ----------------------------------------------------------------------------------
@@ -168,13 +169,15 @@ def pair_ablation(model, projected: Tensor, mask: Tensor, target: Tensor, baseli
 
     projected [N, T, H], mask [N, T], target [N, C] bool (fixed on the unmasked input), baseline [T, H];
     probe: the probe stage's tensors ("sii", "rg" [N, n_a, n_b], "slots_a" [N, n_a], "slots_b" [N, n_b],
-    "index" [N]) for these N examples, in this order. A two-modality model.
+    "index" [N]) for these N examples, in this order; distinct budgets. A two-modality model.
     """
     slices = list(model.modality_slices.values())
     if len(slices) != 2:
         raise ValueError(f"pair ablation needs a two-modality model, got {len(slices)} modalities")
     if random_repeats < 1:
         raise ValueError(f"random_repeats must be >= 1, got {random_repeats}")
+    if len(set(budgets)) != len(budgets):  # each budget is a key of the metrics (`budget_key`)
+        raise ValueError(f"budgets must be distinct, got {list(budgets)}")
     probe = {name: np.asarray(probe[name]) for name in ("slots_a", "slots_b", "index", *RANKINGS)}
     N, T = mask.shape
     if len(probe["index"]) != N:
@@ -267,40 +270,61 @@ def paired_comparison(ranked, random, permutations: int = 10000, resamples: int 
 
 # --- stage outputs -----------------------------------------------------------------------------------
 
+def budget_key(budget: int) -> str:
+    """How a budget is spelled in the stage's metrics and in reports/summary.json: "budget_3"."""
+    return f"{BUDGET_PREFIX}{budget}"
+
+
+def summary_budgets(summary: Mapping) -> list[int]:
+    """The budgets of an `ablation_summary` (or of its metrics file), ascending.
+
+    Read back from the keys, which the metrics file sorts as strings ("budget_10" before "budget_2").
+    """
+    return sorted(int(key.removeprefix(BUDGET_PREFIX)) for key in summary if key.startswith(BUDGET_PREFIX))
+
+
 def ablation_summary(ablation: Ablation, labels: np.ndarray, task: str, permutations: int = 10000,
                      resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """The metrics of the stage, JSON-ready (no NaN):
+    """The metrics of the stage, JSON-ready (no NaN) and nested dicts of scalars only: DVC shows each
+    leaf under its dotted path (`dvc metrics diff`, `dvc exp show`), and nothing inside a list.
 
-    unmasked:    mean p(x) ("score") and the task metrics (`task_metrics` against `labels`)
-    drops:       per budget, ranking, selection: mean drop (random: per example the mean over repeats)
-                 with bootstrap CI, the task metrics under removal (random: mean over repeats), mean
-                 pairs and distinct tokens removed, examples whose budget was clipped, unmatched examples
-    comparisons: per budget, ranking and random pool: `paired_comparison` of ranked vs random
+    unmasked:                                mean p(x) ("score") and the task metrics (`task_metrics`
+                                             against `labels`)
+    budget_<b>.<ranking>.<selection>:        for each ranking of RANKINGS and selection of SELECTIONS:
+                                             mean drop (random: per example the mean over repeats) with its
+                                             bootstrap CI (drop, low, high, n), the task metrics under
+                                             removal (random: mean over repeats), mean_pairs and mean_tokens
+                                             removed, examples whose budget was clipped, unmatched examples
+    budget_<b>.<ranking>.vs_<random>:        for each random selection (random_candidates, random_all):
+                                             `paired_comparison` of ranked vs random (difference, low, high,
+                                             n, wilcoxon_statistic, wilcoxon_p, permutation_p, cohens_dz
+                                             (None when undefined), rank_biserial)
+
+    e.g. budget_1.sii.vs_random_candidates.difference; `budget_key` spells the budgets.
     """
     rows = selection_rows(ablation.repeats)
-    drops, comparisons = [], []
+    summary = {"unmasked": {"score": float(ablation.score.mean()), **task_metrics(ablation.logits, labels, task)}}
     for j, budget in enumerate(ablation.budgets.tolist()):
+        per_budget = summary[budget_key(budget)] = {}
         for r, ranking in enumerate(RANKINGS):
+            per_ranking = per_budget[ranking] = {}
             per_selection = [ablation.drop[:, j, r, rows[s]] for s in range(len(SELECTIONS))]  # each [N, reps]
             for s, selection in enumerate(SELECTIONS):
                 ci = bootstrap_ci(per_selection[s].mean(1), resamples, seed, level)
                 repeats = [task_metrics(ablation.masked_logits[:, j, r, k], labels, task)
                            for k in range(rows[s].start, rows[s].stop)]
-                drops.append({
-                    "budget": budget, "ranking": ranking, "selection": selection,
+                per_ranking[selection] = {
                     "drop": ci["mean"], "low": ci["low"], "high": ci["high"], "n": ci["n"],
                     **{name: float(np.mean([m[name] for m in repeats])) for name in repeats[0]},
                     "mean_pairs": float(ablation.pairs[:, j].mean()),
                     "mean_tokens": float(ablation.tokens[:, j, r, s].sum(-1).mean()),
                     "clipped": int((ablation.pairs[:, j] < budget).sum()),
                     "unmatched": int((~ablation.matched[:, j, r, s]).sum()),
-                })
+                }
             for s, selection in enumerate(SELECTIONS[1:], 1):
-                comparisons.append({"budget": budget, "ranking": ranking, "random": selection,
-                                    **paired_comparison(per_selection[0][:, 0], per_selection[s], permutations,
-                                                        resamples, seed, level)})
-    unmasked = {"score": float(ablation.score.mean()), **task_metrics(ablation.logits, labels, task)}
-    return {"unmasked": unmasked, "drops": drops, "comparisons": comparisons}
+                per_ranking[f"vs_{selection}"] = paired_comparison(per_selection[0][:, 0], per_selection[s],
+                                                                   permutations, resamples, seed, level)
+    return summary
 
 
 def ablation_table(ablation: Ablation) -> dict[str, np.ndarray]:
@@ -321,6 +345,13 @@ def ablation_table(ablation: Ablation) -> dict[str, np.ndarray]:
 
 
 def plot_rows(summary: dict) -> list[dict]:
-    """DVC plot rows from `ablation_summary`: budget, series ("<ranking>/<selection>"), drop, low, high."""
-    return [{"budget": row["budget"], "series": f"{row['ranking']}/{row['selection']}", "drop": row["drop"],
-             "low": row["low"], "high": row["high"]} for row in summary["drops"]]
+    """DVC plot rows from `ablation_summary`, by budget (ascending), ranking and selection: budget, series
+    ("<ranking>/<selection>"), drop, low, high."""
+    rows = []
+    for budget in summary_budgets(summary):
+        for ranking in RANKINGS:
+            for selection in SELECTIONS:
+                drop = summary[budget_key(budget)][ranking][selection]
+                rows.append({"budget": budget, "series": f"{ranking}/{selection}", "drop": drop["drop"],
+                             "low": drop["low"], "high": drop["high"]})
+    return rows

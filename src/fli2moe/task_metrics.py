@@ -6,6 +6,8 @@ multilabel: micro- and macro-F1 at threshold 0.5.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
@@ -52,3 +54,17 @@ def mean_std(values: list[float]) -> dict[str, float]:
 def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """{metric: {mean, std}} over a list of per-seed metric dicts with the same keys."""
     return {name: mean_std([m[name] for m in per_seed]) for name in per_seed[0]}
+
+
+SEED_PREFIX = "seed_"
+
+
+def per_seed(seeds: Sequence[int], values: Sequence) -> dict:
+    """{"seed_<s>": value}: per-seed values as scalars under stable keys, for a metrics file (DVC shows
+    nothing inside a JSON list)."""
+    return {f"{SEED_PREFIX}{seed}": value for seed, value in zip(seeds, values, strict=True)}
+
+
+def seed_values(by_seed: Mapping) -> list:
+    """The values of a `per_seed` dict in ascending seed order (a metrics file sorts "seed_10" before "seed_2")."""
+    return [by_seed[key] for key in sorted(by_seed, key=lambda key: int(key.removeprefix(SEED_PREFIX)))]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from fli2moe.ablation import RANKINGS, budget_key, summary_budgets
 from fli2moe.artifacts import atomic_folder, atomic_open, write_json
 from fli2moe.report import claims, figures, tables
 from fli2moe.report.outputs import RunOutputs
@@ -272,7 +273,16 @@ def cost_section(run: RunOutputs) -> Section:
 
 
 def headline(run: RunOutputs, sections: list[Section]) -> dict:
-    """The numbers `dvc exp show` should show, per dataset and model; deterministic (no timings)."""
+    """The numbers `dvc exp show` should show, per dataset and model; deterministic (no timings). Scalars
+    only (DVC shows nothing inside a list):
+
+    claims.<status>:                                          verdicts per status
+    <dataset>.<model>.test_<selection metric>:                mean over seeds
+    <dataset>.<model>.comprehensiveness_gap, gini:            attributed models
+    <dataset>.<model>.mean_abs_sii, synergy_precision@1, ...: probed models (precision on planted data only)
+    <dataset>.<model>.budget_<b>.<ranking>_vs_random_candidates: ablated models, every budget of ablate.budgets:
+                                                              mean ranked - random-candidate drop
+    """
     summary = {"claims": {status: sum(v.status == status for s in sections for v in s.verdicts)
                           for status in (claims.SUPPORTED, claims.NOT_SUPPORTED, claims.MIXED, claims.INCONCLUSIVE)}}
     for dataset in run.datasets:
@@ -294,10 +304,9 @@ def headline(run: RunOutputs, sections: list[Section]) -> dict:
                         entry[name] = probe["recovery"][name]
             ablate = run.metrics("ablate", key)
             if ablate is not None:
-                smallest = min(c["budget"] for c in ablate["comparisons"])
-                for c in ablate["comparisons"]:
-                    if c["random"] == "random_candidates" and c["budget"] == smallest:
-                        entry[f"{c['ranking']}_vs_random_b{c['budget']}"] = c["difference"]
+                for key in map(budget_key, summary_budgets(ablate)):
+                    entry[key] = {f"{ranking}_vs_random_candidates": ablate[key][ranking]["vs_random_candidates"][
+                        "difference"] for ranking in RANKINGS}
             summary.setdefault(dataset, {})[model] = entry
     return summary
 

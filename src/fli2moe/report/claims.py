@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fli2moe.ablation import RANKINGS, budget_key, summary_budgets
 from fli2moe.report.outputs import RunOutputs
 from fli2moe.report.tables import metric_label, modality_names
 from fli2moe.task_metrics import selection_metric
@@ -36,7 +37,7 @@ def accuracy_claim(run: RunOutputs, dataset: str) -> Verdict:
     test = {m: run.metrics("train", f"{dataset}-{m}")["test"][metric] for m in run.trained(dataset)}
     if "fl_i2moe" not in test:
         return Verdict(dataset, INCONCLUSIVE, f"fl_i2moe was not trained in this run.")
-    seeds = min(len(run.metrics("train", f"{dataset}-{m}")["seeds"]) for m in test)
+    seeds = min(len(run.metrics("train", f"{dataset}-{m}")["best_epoch"]) for m in test)  # one entry per seed
     if seeds < 2:
         return Verdict(dataset, INCONCLUSIVE, f"one seed was trained on {dataset}: no seed spread to judge a "
                        "difference in test " + metric_label(metric) + " by.")
@@ -135,14 +136,12 @@ def ablation_claim(run: RunOutputs, dataset: str, model: str = "fl_i2moe") -> Ve
     metrics = run.metrics("ablate", f"{dataset}-{model}")
     if metrics is None:
         return Verdict(f"{dataset}, {model}", INCONCLUSIVE, "not ablated in this run.")
-    comparisons = [c for c in metrics["comparisons"] if c["random"] == "random_candidates"]
     passed, parts = [], []
-    for ranking in dict.fromkeys(c["ranking"] for c in comparisons):
-        rows = [c for c in comparisons if c["ranking"] == ranking]
-        ok = [c["low"] > 0 and c["permutation_p"] < SIGNIFICANCE for c in rows]
-        passed += ok
+    for ranking in RANKINGS:
+        rows = {b: metrics[budget_key(b)][ranking]["vs_random_candidates"] for b in summary_budgets(metrics)}
+        passed += [c["low"] > 0 and c["permutation_p"] < SIGNIFICANCE for c in rows.values()]
         parts.append(f"by {ranking.upper()} at b = " + ", ".join(
-            f"{c['budget']}: {100 * c['difference']:+.1f} (p {c['permutation_p']:.3f})" for c in rows))
+            f"{b}: {100 * c['difference']:+.1f} (p {c['permutation_p']:.3f})" for b, c in rows.items()))
     status = tally(passed)
     return Verdict(f"{dataset}, {model}", status, f"ranked minus random-candidate drop (points): " + "; ".join(parts)
                    + f" (each needs a CI above 0 and p < {SIGNIFICANCE}) - {status}.")

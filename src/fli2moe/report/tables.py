@@ -10,7 +10,9 @@ import html
 import math
 from dataclasses import dataclass
 
+from fli2moe.ablation import RANKINGS, SELECTIONS, budget_key, summary_budgets
 from fli2moe.report.outputs import RunOutputs
+from fli2moe.task_metrics import seed_values
 
 DASH = "–"
 
@@ -78,11 +80,11 @@ def task_table(run: RunOutputs, dataset: str) -> Table:
     """Test metrics mean ± std over seeds, parameter counts, and the majority / linear-probe baselines."""
     trained = {m: run.metrics("train", f"{dataset}-{m}") for m in run.trained(dataset)}
     names = sorted({name for metrics in trained.values() for name in metrics["test"]})
-    seeds = len(next(iter(trained.values()))["seeds"]) if trained else 0
+    seeds = len(next(iter(trained.values()))["best_epoch"]) if trained else 0
     # One seed has no spread: its "± 0.000" would read as a measured zero.
     shown = mean_std if seeds > 1 else lambda stats: number(stats and stats["mean"])
     rows = [[model, f"{metrics['parameters']:,}", *(shown(metrics["test"].get(n)) for n in names),
-             ", ".join(map(str, metrics["best_epoch"]))] for model, metrics in trained.items()]
+             ", ".join(map(str, seed_values(metrics["best_epoch"])))] for model, metrics in trained.items()]
     baselines = run.metrics("baselines", dataset) or {"test": {}}
     rows += [[name.replace("_", " "), DASH, *(number(scores.get(n)) for n in names), DASH]
              for name, scores in baselines["test"].items()]
@@ -208,14 +210,16 @@ def ablation_table(run: RunOutputs, dataset: str) -> Table:
     rows = []
     for model in run.explained(dataset, "ablate"):
         metrics = run.metrics("ablate", f"{dataset}-{model}")
-        drops = {(d["ranking"], d["selection"], d["budget"]): d for d in metrics["drops"]}
-        for c in metrics["comparisons"]:
-            ranked, random = drops[(c["ranking"], "ranked", c["budget"])], drops[(c["ranking"], c["random"], c["budget"])]
-            rows.append([model, c["ranking"].upper(), c["random"].replace("_", " "), str(c["budget"]),
-                         with_ci(ranked["drop"], ranked["low"], ranked["high"], 100),
-                         with_ci(random["drop"], random["low"], random["high"], 100),
-                         with_ci(c["difference"], c["low"], c["high"], 100, signed=True),
-                         p_value(c["permutation_p"]), p_value(c["wilcoxon_p"]), number(c["cohens_dz"], 2)])
+        for budget in summary_budgets(metrics):
+            for ranking in RANKINGS:
+                drops = metrics[budget_key(budget)][ranking]
+                for random in SELECTIONS[1:]:
+                    ranked, c = drops["ranked"], drops[f"vs_{random}"]
+                    rows.append([model, ranking.upper(), random.replace("_", " "), str(budget),
+                                 with_ci(ranked["drop"], ranked["low"], ranked["high"], 100),
+                                 with_ci(drops[random]["drop"], drops[random]["low"], drops[random]["high"], 100),
+                                 with_ci(c["difference"], c["low"], c["high"], 100, signed=True),
+                                 p_value(c["permutation_p"]), p_value(c["wilcoxon_p"]), number(c["cohens_dz"], 2)])
     return Table(f"{dataset}: pair-level masking, ranked against random pairs",
                  ["model", "ranking", "random pairs from", "pairs b", "ranked drop", "random drop", "difference",
                   "permutation p", "Wilcoxon p", "d_z"], rows,
