@@ -2,7 +2,6 @@
 explained with the bad sample skipped and recorded; never a number computed from garbage."""
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
