@@ -276,14 +276,15 @@ def headline(run: RunOutputs, sections: list[Section]) -> dict:
     """The numbers `dvc exp show` should show, per dataset and model; deterministic (no timings). Scalars
     only (DVC shows nothing inside a list):
 
-    claims.<status>:                                          verdicts per status
+    claims.<status>:                                          verdicts per status (not_supported, ...)
     <dataset>.<model>.test_<selection metric>:                mean over seeds
     <dataset>.<model>.comprehensiveness_gap, gini:            attributed models
     <dataset>.<model>.mean_abs_sii, synergy_precision@1, ...: probed models (precision on planted data only)
     <dataset>.<model>.budget_<b>.<ranking>_vs_random_candidates: ablated models, every budget of ablate.budgets:
                                                               mean ranked - random-candidate drop
     """
-    summary = {"claims": {status: sum(v.status == status for s in sections for v in s.verdicts)
+    # Keys without spaces: `dvc exp show --keep` regexes and shell quoting stay simple.
+    summary = {"claims": {status.replace(" ", "_"): sum(v.status == status for s in sections for v in s.verdicts)
                           for status in (claims.SUPPORTED, claims.NOT_SUPPORTED, claims.MIXED, claims.INCONCLUSIVE)}}
     for dataset in run.datasets:
         metric = selection_metric(run.manifests[dataset]["task"])
