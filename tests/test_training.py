@@ -52,6 +52,18 @@ def test_binary_auroc_and_multilabel_f1():
     assert multilabel["macro_f1"] == pytest.approx((1.0 + 2 / 3) / 2)
 
 
+def test_a_never_predicted_class_scores_minus_inf_but_nan_and_plus_inf_are_refused():
+    # Class 2 absent from a linear probe's training split: -inf for every sample, never the argmax.
+    scores = np.array([[1.0, 0.0, -np.inf], [0.0, 1.0, -np.inf], [2.0, 1.0, -np.inf]])
+    assert task_metrics(scores, np.array([0, 1, 2]), "multiclass")["accuracy"] == pytest.approx(2 / 3)
+    binary = task_metrics(np.array([[0.0, -np.inf], [1.0, -np.inf]]), np.array([0, 1]), "multiclass")
+    assert binary["auroc"] == 0.5 and binary["accuracy"] == 0.5
+    for bad in (np.nan, np.inf):
+        scores[1, 0] = bad
+        with pytest.raises(ValueError, match="1 of 3 samples are NaN or \\+inf \\(first: row 1\\)"):
+            task_metrics(scores, np.array([0, 1, 2]), "multiclass")
+
+
 def test_mean_and_sample_std_over_seeds():
     assert mean_std([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(np.sqrt(2.0))}
     assert mean_std([0.7]) == {"mean": 0.7, "std": 0.0}

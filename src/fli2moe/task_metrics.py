@@ -15,11 +15,14 @@ from sklearn.metrics import f1_score, roc_auc_score
 def task_metrics(scores: np.ndarray, labels: np.ndarray, task: str) -> dict[str, float]:
     """scores [N, C]: logits (or any monotone score); labels [N] int (multiclass) or [N, C] 0/1 (multilabel).
 
-    Raises ValueError when a score is NaN or inf: argmax and thresholds would turn it into a prediction.
+    A score of -inf is allowed: a class the scorer can never predict (a linear probe's class that is absent
+    from its training split). Raises ValueError when a score is NaN or +inf: argmax and thresholds would
+    turn it into a prediction.
     """
-    if not np.isfinite(scores).all():
-        rows = np.flatnonzero(~np.isfinite(scores).all(1))
-        raise ValueError(f"task_metrics: scores of {len(rows)} of {len(scores)} samples are NaN or inf "
+    bad = np.isnan(scores) | np.isposinf(scores)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(1))
+        raise ValueError(f"task_metrics: scores of {len(rows)} of {len(scores)} samples are NaN or +inf "
                          f"(first: row {rows[0]})")
     if task == "multiclass":
         predicted = scores.argmax(1)
@@ -31,7 +34,10 @@ def task_metrics(scores: np.ndarray, labels: np.ndarray, task: str) -> dict[str,
                                        zero_division=0)),
         }
         if num_classes == 2 and len(np.unique(labels)) == 2:  # undefined when a split holds one class only
-            metrics["auroc"] = float(roc_auc_score(labels, scores[:, 1] - scores[:, 0]))
+            margin = scores[:, 1] - scores[:, 0]
+            # An infinite margin comes from a class never predicted (-inf for every sample), so the margin is
+            # the same for all samples: every positive-negative pair is a tie.
+            metrics["auroc"] = float(roc_auc_score(labels, margin)) if np.isfinite(margin).all() else 0.5
         return metrics
     predicted = (scores > 0).astype(int)  # logit > 0 <=> probability > 0.5
     return {
