@@ -157,7 +157,7 @@ def part_b_estimators(per_modality: int) -> None:
     pairs = [tuple(p) for p in truth.pairs.tolist()]
     print(
         f"part (b) estimators: n={n} ({per_modality}+{per_modality}), {len(pairs)} cross pairs, "
-        f"MLP game, mean |SII| = {truth["sii"].value.abs().mean():.4f}; MAE over cross pairs vs exact, "
+        f"MLP game, mean |SII| = {truth['sii'].value.abs().mean():.4f}; MAE over cross pairs vs exact, "
         f"mean over seeds {SEEDS}"
     )
 
