@@ -157,7 +157,7 @@ def part_b_estimators(per_modality: int) -> None:
     pairs = [tuple(p) for p in truth.pairs.tolist()]
     print(
         f"part (b) estimators: n={n} ({per_modality}+{per_modality}), {len(pairs)} cross pairs, "
-        f"MLP game, mean |SII| = {truth.sii.abs().mean():.4f}; MAE over cross pairs vs exact, "
+        f"MLP game, mean |SII| = {truth['sii'].value.abs().mean():.4f}; MAE over cross pairs vs exact, "
         f"mean over seeds {SEEDS}"
     )
 
@@ -176,7 +176,7 @@ def part_b_estimators(per_modality: int) -> None:
         start = time.perf_counter()
         result = montecarlo(value, modality, num_contexts, seed, scheme=scheme)
         elapsed = time.perf_counter() - start
-        return result.sii, result.evaluations, elapsed
+        return result["sii"].value, result.evaluations, elapsed
 
     def run_shapiq(name: str, budget: int, seed: int):
         calls = []
@@ -203,7 +203,7 @@ def part_b_estimators(per_modality: int) -> None:
             for seed in SEEDS:
                 estimate, used, elapsed = run(budget, seed)
                 finite = torch.isfinite(estimate)
-                errors.append((estimate - truth.sii)[finite].abs().mean().item())
+                errors.append((estimate - truth["sii"].value)[finite].abs().mean().item())
                 missing.append(int((~finite).sum()))
                 evaluations.append(used)
                 times.append(elapsed)

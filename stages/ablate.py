@@ -42,8 +42,9 @@ def main() -> int:
     config, task = params.ablate, ex.manifest["task"]
 
     start = time.perf_counter()
-    ablation = pair_ablation(ex.model, ex.projected, ex.mask, ex.target, ex.baseline, task, probe, config.budgets,
-                             config.random_repeats, params.seed, config.quantity, params.explain.max_batch)
+    context = ex.context(config.quantity, params.explain.max_batch)
+    ablation = pair_ablation(context, ex.projected, ex.mask, ex.target, probe, budgets=config.budgets,
+                             random_repeats=config.random_repeats, seed=params.seed)
     summary = ablation_summary(ablation, ex.labels.numpy(), task, config.permutations, config.bootstrap, params.seed)
     seconds = time.perf_counter() - start
 

@@ -17,8 +17,9 @@ from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError
 from fli2moe.runtime import load_stage_params
 from fli2moe.stage_args import model_stage_arguments
-from fli2moe.probing import (aggregate_recovery, check_pair_modalities, interaction_tensors, pair_rows,
-                             probe_examples, probe_metrics, split_degenerate, synthetic_recovery)
+from fli2moe.interactions import check_indices
+from fli2moe.probing import (check_pair_modalities, interaction_tensors, pair_rows, probe_examples, probe_metrics,
+                             recovery_metrics, split_degenerate)
 
 
 def main() -> int:
@@ -34,6 +35,7 @@ def main() -> int:
                               f"{covered} examples (attribution.examples): candidates come from its maps")
         ex = explained_examples(args.dataset, args.model, params.explain, config.examples or covered)
         check_pair_modalities(ex.manifest)
+        indices = check_indices(config.indices)
     except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
         print(f"probe {key}: {e}", file=sys.stderr)
         return 2
@@ -42,10 +44,11 @@ def main() -> int:
     whole = maps["whole"][[row[index] for index in ex.index.tolist()]]
 
     start = time.perf_counter()
-    results = probe_examples(ex.model, ex.projected, ex.mask, ex.target, whole, ex.baseline,
-                             ex.manifest["task"], config.candidates, config.estimator, config.num_contexts,
-                             config.rg_keep, params.seed, config.quantity, params.explain.max_batch,
-                             config.scheme, indices=ex.index.tolist())
+    context = ex.context(config.quantity, params.explain.max_batch)
+    results = probe_examples(context, ex.projected, ex.mask, ex.target, whole, candidates_per_modality=config.candidates,
+                             estimator=config.estimator, indices=indices, num_contexts=config.num_contexts,
+                             rg_keep=config.rg_keep, scheme=config.scheme, seed=params.seed,
+                             example_index=ex.index.tolist())
     seconds = time.perf_counter() - start
     results, degenerate = split_degenerate(results, ex.manifest["ids"]["test"])
     skipped = ex.skipped + degenerate
@@ -63,19 +66,19 @@ def main() -> int:
     metrics = probe_metrics(results) | {"skipped": len(skipped)}
     timing = {"seconds_total": seconds, "seconds_per_example": metrics.pop("mean_seconds")}
     if "ground_truth" in ex.manifest:
-        metrics["recovery"] = aggregate_recovery(synthetic_recovery(results, ex.manifest["ground_truth"]["test"]))
+        metrics |= recovery_metrics(results, ex.manifest["ground_truth"]["test"], indices)
     method = {"estimator": config.estimator, "candidates_per_modality": config.candidates} \
         | ({"scheme": config.scheme} if config.estimator == "montecarlo" else {})
     write_json(f"metrics/probe/{key}.json", {**method, **metrics})
     write_json(f"timing/probe/{key}.json", timing)
-    logging.info("%s: %d examples, mean |SII| %.4f, %.0f%% significant, %.0f evaluations and %.2f s per example",
-                 key, metrics["examples"], metrics["mean_abs_sii"], 100 * metrics["significant_share"],
-                 metrics["mean_evaluations"], timing["seconds_per_example"])
-    if "recovery" in metrics:
-        r = metrics["recovery"]
-        logging.info("%s recovery: synergy P@1 %.2f P@5 %.2f; redundancy P@1 %.2f P@5 %.2f", key,
-                     r["synergy_precision@1"], r["synergy_precision@5"], r["redundancy_precision@1"],
-                     r["redundancy_precision@5"])
+    logging.info("%s: %d examples, %.0f evaluations and %.2f s per example; mean |index|: %s", key,
+                 metrics["examples"], metrics["mean_evaluations"], timing["seconds_per_example"],
+                 ", ".join(f"{name} {metrics[f'mean_abs_{name}']:.4f}" for name in indices))
+    for name, recovery in metrics.items():
+        if name.startswith("recovery"):
+            logging.info("%s %s: %s", key, name, ", ".join(
+                f"{kind} P@1 {recovery[f'{kind}_precision@1']:.2f} P@5 {recovery[f'{kind}_precision@5']:.2f}"
+                for kind in ("synergy", "redundancy") if f"{kind}_examples" in recovery))
     return 0
 
 

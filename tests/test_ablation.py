@@ -17,14 +17,12 @@ from scipy.stats import wilcoxon
 from torch import nn
 
 from fli2moe.ablation import (
-    RANKINGS,
     SELECTIONS,
     ablation_summary,
     ablation_table,
     budget_key,
     cohens_dz,
     example_masks,
-    masked_logits,
     pair_ablation,
     paired_comparison,
     plot_rows,
@@ -36,12 +34,14 @@ from fli2moe.ablation import (
     summary_budgets,
     wilcoxon_greater,
 )
+from fli2moe.explaining import ExplanationContext
 from fli2moe.masking import masked_scores, target_labels, target_score
 from fli2moe.models import FLI2MoEConfig, ModalitySpec, ModelOutput, build_model
 from fli2moe.probing import interaction_tensors, probe_examples
 from conftest import assert_scalar_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+RANKINGS = ("sii", "rg")  # the indices `pair_inputs` probes, in registry order
 
 SLICES = {"a": slice(0, 6), "b": slice(6, 12)}
 T, H = 12, 4
@@ -90,8 +90,8 @@ def run(n=40, budgets=(1,), repeats=20, seed=0):
     projected, mask, probe = pair_inputs(n)
     model = PairModel()
     target = target_labels(model(projected, mask).logits, "multiclass")
-    return pair_ablation(model, projected, mask, target, torch.zeros(T, H), "multiclass", probe, budgets, repeats,
-                         seed, "prob", max_batch=64)
+    context = ExplanationContext(model, torch.zeros(T, H), "multiclass", "prob", max_batch=64)
+    return pair_ablation(context, projected, mask, target, probe, budgets=budgets, random_repeats=repeats, seed=seed)
 
 
 def removed(keeps: np.ndarray, mask: np.ndarray) -> list[set]:
@@ -182,7 +182,7 @@ def tiny_model_and_inputs():
 def test_masked_logits_give_the_scores_of_masked_scores():
     model, projected, mask, baseline, target = tiny_model_and_inputs()
     keeps = torch.rand(3, 11, 9, generator=torch.Generator().manual_seed(2)) < 0.6
-    logits = masked_logits(model, projected, mask, keeps, baseline, max_batch=8)  # [3, 11, 3]
+    logits = ExplanationContext(model, baseline, "multiclass", "prob", max_batch=8).logits(projected, mask, keeps)
     expected = masked_scores(model, projected, mask, keeps, baseline, target, "multiclass", "prob", 8).whole
     assert torch.equal(target_score(logits, target[:, None], "multiclass", "prob"), expected)
 
@@ -190,11 +190,12 @@ def test_masked_logits_give_the_scores_of_masked_scores():
 def test_ablation_of_a_real_model_reads_the_probe_output_and_gives_json_ready_metrics():
     model, projected, mask, baseline, target = tiny_model_and_inputs()
     maps = torch.zeros(3, 9)  # "all" candidates: the map does not matter
-    results = probe_examples(model, projected, mask, target, maps, baseline, "multiclass", "all", "exact",
-                             max_batch=64, indices=[5, 6, 7])
+    results = probe_examples(ExplanationContext(model, baseline, "multiclass", "logit", max_batch=64), projected,
+                             mask, target, maps, candidates_per_modality="all", estimator="exact",
+                             example_index=[5, 6, 7])
     probe = interaction_tensors(results)  # example 6 has 3 candidates of b: padded
-    ablation = pair_ablation(model, projected, mask, target, baseline, "multiclass", probe, [1, 3, 50], 4, 0,
-                             "prob", max_batch=64)
+    ablation = pair_ablation(ExplanationContext(model, baseline, "multiclass", "prob", max_batch=64), projected, mask,
+                             target, probe, budgets=[1, 3, 50], random_repeats=4, seed=0)
     assert ablation.available.tolist() == [20, 12, 20] and ablation.pairs[:, 2].tolist() == [20, 12, 20]
     assert ablation.matched.all() and np.isfinite(ablation.drop).all()
     # Budget 50 removes every candidate, so every real token: ranked and random sets are the same.

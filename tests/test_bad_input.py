@@ -151,7 +151,7 @@ def test_a_non_finite_game_value_is_never_an_interaction_of_zero(bad):
 
     modality = torch.tensor([0, 0, 1, 1])
     for estimate in (exact(value, modality), montecarlo(value, modality, 64, seed=0)):
-        assert not torch.isfinite(estimate.sii).any() and (estimate.sii != 0).all()
+        assert not torch.isfinite(estimate["sii"].value).any() and (estimate["sii"].value != 0).all()
     values = value(torch.ones(3, 4, dtype=torch.bool))
     assert game_degeneracy(values).startswith("the target score is NaN or inf on 3 of 3")
     assert game_degeneracy(torch.ones(5)).startswith("constant game")

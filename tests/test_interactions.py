@@ -1,4 +1,4 @@
-"""Tests of the interaction estimators (SII and redundancy gap over cross-modal pairs)."""
+"""Tests of the interaction estimators (SII, redundancy gap and BII over cross-modal pairs)."""
 
 from __future__ import annotations
 
@@ -62,41 +62,43 @@ class Recorder:
 
 I, J = 1, 3  # a cross-modal pair of MODALITY
 WEIGHTS = torch.tensor([0.3, -1.2, 2.0, 0.7, -0.4, 1.1], dtype=torch.float64)
+INDICES = ("sii", "rg", "bii")
 CLOSED_FORMS = {
-    # name: (game, SII(I, J), RG(I, J)); every other pair involves a dummy player: 0 and 0.
-    "and": (lambda c: (c[:, I] & c[:, J]).double(), 1.0, -1.0),
-    "or": (lambda c: (c[:, I] | c[:, J]).double(), -1.0, 1.0),
-    "additive": (lambda c: c.double() @ WEIGHTS, 0.0, 0.0),
+    # name: (game, {index: its value at (I, J)}); every other pair involves a dummy player: 0.
+    # D_IJ(S) is the same for every S (AND: 1, OR: -1, additive: 0), so every index is sign * D_IJ
+    # whatever its context weights.
+    "and": (lambda c: (c[:, I] & c[:, J]).double(), {"sii": 1.0, "rg": -1.0, "bii": 1.0}),
+    "or": (lambda c: (c[:, I] | c[:, J]).double(), {"sii": -1.0, "rg": 1.0, "bii": -1.0}),
+    "additive": (lambda c: c.double() @ WEIGHTS, {"sii": 0.0, "rg": 0.0, "bii": 0.0}),
 }
 
 
-def expected_closed_form(sii_ij: float, rg_ij: float):
+def expected_closed_form(value_ij: float) -> torch.Tensor:
     pairs = cross_pairs(MODALITY)
     is_ij = (pairs[:, 0] == I) & (pairs[:, 1] == J)
     assert is_ij.sum() == 1
-    return is_ij.double() * sii_ij, is_ij.double() * rg_ij
+    return is_ij.double() * value_ij
 
 
 @pytest.mark.parametrize("name", CLOSED_FORMS)
 def test_exact_closed_forms(name):
-    game, sii_ij, rg_ij = CLOSED_FORMS[name]
-    want_sii, want_rg = expected_closed_form(sii_ij, rg_ij)
+    game, values = CLOSED_FORMS[name]
     for rg_keep in (1.0, 0.7):
-        result = exact(game, MODALITY, rg_keep=rg_keep)
-        torch.testing.assert_close(result.sii, want_sii, atol=1e-12, rtol=0)
-        torch.testing.assert_close(result.rg, want_rg, atol=1e-12, rtol=0)
+        result = exact(game, MODALITY, rg_keep=rg_keep, indices=INDICES)
+        for index, value_ij in values.items():
+            torch.testing.assert_close(result[index].value, expected_closed_form(value_ij), atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("name", CLOSED_FORMS)
 def test_montecarlo_closed_forms(name, scheme):
     # D_ij(S) does not depend on S in these games, so every sample is exact and so is the estimate.
-    game, sii_ij, rg_ij = CLOSED_FORMS[name]
-    want_sii, want_rg = expected_closed_form(sii_ij, rg_ij)
-    result = montecarlo(game, MODALITY, num_contexts=200, seed=0, rg_keep=0.7, scheme=scheme)
-    torch.testing.assert_close(result.sii, want_sii, atol=1e-12, rtol=0)
-    torch.testing.assert_close(result.rg, want_rg, atol=1e-12, rtol=0)
-    torch.testing.assert_close(result.sii_se, torch.zeros_like(want_sii), atol=1e-12, rtol=0)
+    game, values = CLOSED_FORMS[name]
+    result = montecarlo(game, MODALITY, num_contexts=200, seed=0, rg_keep=0.7, scheme=scheme, indices=INDICES)
+    for index, value_ij in values.items():
+        want = expected_closed_form(value_ij)
+        torch.testing.assert_close(result[index].value, want, atol=1e-12, rtol=0)
+        torch.testing.assert_close(result[index].se, torch.zeros_like(want), atol=1e-12, rtol=0)
 
 
 # --- exact against independent references --------------------------------------------------------
@@ -110,11 +112,11 @@ def test_exact_matches_brute_force(modality, rg_keep):
     result = exact(game, modality, rg_keep=rg_keep)
     want = torch.tensor([brute_force(table, n, int(i), int(j), rg_keep) for i, j in result.pairs], dtype=torch.float64)
     assert len(result.pairs) == sum(int(modality[i] != modality[j]) for i, j in itertools.combinations(range(n), 2))
-    torch.testing.assert_close(result.sii, want[:, 0], atol=1e-12, rtol=0)
-    torch.testing.assert_close(result.rg, want[:, 1], atol=1e-12, rtol=0)
-    assert torch.all(result.sii_se == 0) and torch.all(result.rg_se == 0)
-    assert torch.all(result.sii_samples == 2 ** (n - 2))
-    assert torch.all(result.rg_samples == (2 ** (n - 2) if 0 < rg_keep < 1 else 1))
+    torch.testing.assert_close(result["sii"].value, want[:, 0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(result["rg"].value, want[:, 1], atol=1e-12, rtol=0)
+    assert torch.all(result["sii"].se == 0) and torch.all(result["rg"].se == 0)
+    assert torch.all(result["sii"].samples == 2 ** (n - 2))
+    assert torch.all(result["rg"].samples == (2 ** (n - 2) if 0 < rg_keep < 1 else 1))
 
 
 def test_exact_matches_shapiq():
@@ -129,10 +131,22 @@ def test_exact_matches_shapiq():
         coalitions = np.atleast_2d(coalitions).astype(np.int64)
         return table_np[(coalitions << np.arange(n)).sum(axis=1)]
 
-    reference = ExactComputer(numpy_game, n_players=n)("SII", order=2)
-    result = exact(game, modality)
-    want = torch.tensor([reference[(int(i), int(j))] for i, j in result.pairs], dtype=torch.float64)
-    torch.testing.assert_close(result.sii, want, atol=1e-10, rtol=0)
+    computer = ExactComputer(numpy_game, n_players=n)
+    result = exact(game, modality, indices=("sii", "bii"))
+    for index in ("SII", "BII"):
+        reference = computer(index, order=2)
+        want = torch.tensor([reference[(int(i), int(j))] for i, j in result.pairs], dtype=torch.float64)
+        torch.testing.assert_close(result[index.lower()].value, want, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("modality", [MODALITY, torch.tensor([0, 1, 2, 0, 1])], ids=["2mod", "3mod"])
+def test_rg_at_keep_one_half_is_minus_banzhaf(modality):
+    # RG at rg_keep = 1/2 weighs every context of N \ {i, j} by 2^-(n-2), BII's weight, with sign -1:
+    # the same weights times the same derivatives, so RG = -BII bitwise.
+    game, _ = table_game(len(modality), seed=13)
+    result = exact(game, modality, rg_keep=0.5, indices=("rg", "bii"))
+    assert torch.equal(result["rg"].value, -result["bii"].value)
+    assert torch.all(result["bii"].samples == 2 ** (len(modality) - 2))
 
 
 def test_exact_rejects_more_than_16_players():
@@ -147,8 +161,8 @@ def test_exact_goes_beyond_16_players_when_allowed():
     modality = torch.tensor([0, 1] * 9)
     result = exact(lambda c: (c[:, 0] & c[:, 1]).double(), modality, max_players=18)
     first = (result.pairs[:, 0] == 0) & (result.pairs[:, 1] == 1)
-    assert result.evaluations == 2**18 and result.sii[first].item() == pytest.approx(1.0)
-    torch.testing.assert_close(result.sii[~first], torch.zeros(int((~first).sum()), dtype=torch.float64))
+    assert result.evaluations == 2**18 and result["sii"].value[first].item() == pytest.approx(1.0)
+    torch.testing.assert_close(result["sii"].value[~first], torch.zeros(int((~first).sum()), dtype=torch.float64))
 
 
 # --- montecarlo against exact --------------------------------------------------------------------
@@ -158,20 +172,24 @@ def test_exact_goes_beyond_16_players_when_allowed():
 @pytest.mark.parametrize("rg_keep", [1.0, 0.7])
 @pytest.mark.parametrize("game_seed", [3, 4])
 def test_montecarlo_within_4_se_of_exact(scheme, rg_keep, game_seed):
-    # 108 z-scores across the parametrisations: at 3 SE a correct estimator would fail one of them
-    # with probability ~1 - 0.9973^108 = 25%. 4 SE is the Bonferroni bound for a 1% familywise
-    # error (z_{0.01 / 108 / 2} = 3.9); bias at the 1-SE scale is caught by the coverage test.
+    # 180 z-scores across the parametrisations (9 pairs, 3 indices, 8 settings, RG at rg_keep = 1
+    # deterministic): at 3 SE a correct estimator would fail one of them with probability
+    # ~1 - 0.9973^180 = 39%. 4 SE is about the Bonferroni bound for a 1% familywise error
+    # (z_{0.01 / 180 / 2} = 4.0); bias at the 1-SE scale is caught by the coverage test.
     game, _ = table_game(N, seed=game_seed)
-    truth = exact(game, MODALITY, rg_keep=rg_keep)
-    result = montecarlo(game, MODALITY, num_contexts=400, seed=game_seed, rg_keep=rg_keep, scheme=scheme)
+    truth = exact(game, MODALITY, rg_keep=rg_keep, indices=INDICES)
+    result = montecarlo(game, MODALITY, num_contexts=400, seed=game_seed, rg_keep=rg_keep, scheme=scheme,
+                        indices=INDICES)
     torch.testing.assert_close(result.pairs, truth.pairs)
-    for estimate, se, want in [(result.sii, result.sii_se, truth.sii), (result.rg, result.rg_se, truth.rg)]:
+    for index in INDICES:
+        estimate, se, want = result[index].value, result[index].se, truth[index].value
         assert torch.all(torch.isfinite(se))
         deterministic = se == 0
         # With SE 0 (RG at rg_keep = 1) the estimate is exact, up to float rounding.
         torch.testing.assert_close(estimate[deterministic], want[deterministic], atol=1e-12, rtol=0)
-        assert torch.all((estimate - want)[~deterministic].abs() <= 4 * se[~deterministic])
-    assert (rg_keep == 1.0) == bool(torch.all(result.rg_se == 0))
+        assert torch.all((estimate - want)[~deterministic].abs() <= 4 * se[~deterministic]), index
+    assert (rg_keep == 1.0) == bool(torch.all(result["rg"].se == 0))
+    assert bool(torch.all(result["bii"].se > 0))
 
 
 def size_game(seed: int):
@@ -188,11 +206,12 @@ def test_montecarlo_is_unbiased_with_few_contexts(scheme, make_game):
     # independent 4-context estimates ("outside": over the runs where the pair was served) and
     # compare with exact using the spread of the runs, not the estimator's own SE.
     game = make_game(5)
-    truth = exact(game, MODALITY, rg_keep=0.7)
-    runs = [montecarlo(game, MODALITY, num_contexts=4, seed=seed, rg_keep=0.7, scheme=scheme) for seed in range(1000)]
-    for field in ("sii", "rg"):
-        estimates = torch.stack([getattr(r, field) for r in runs])  # [runs, P]
-        for p, want in enumerate(getattr(truth, field)):
+    truth = exact(game, MODALITY, rg_keep=0.7, indices=INDICES)
+    runs = [montecarlo(game, MODALITY, num_contexts=4, seed=seed, rg_keep=0.7, scheme=scheme, indices=INDICES)
+            for seed in range(1000)]
+    for field in INDICES:
+        estimates = torch.stack([r[field].value for r in runs])  # [runs, P]
+        for p, want in enumerate(truth[field].value):
             x = estimates[:, p][torch.isfinite(estimates[:, p])]
             assert len(x) > 100
             assert (x.mean() - want).abs() <= 4 * x.std() / len(x) ** 0.5, (field, p)
@@ -200,8 +219,8 @@ def test_montecarlo_is_unbiased_with_few_contexts(scheme, make_game):
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_confidence_interval_coverage(scheme):
-    # 95% normal intervals over 400 seeds on one fixed game, pooled over its 9 pairs, for SII and
-    # for RG at rg_keep = 0.7. With an honest SE the coverage is 0.94-0.95 (a little below 0.95
+    # 95% normal intervals over 400 seeds on one fixed game, pooled over its 9 pairs, for SII,
+    # for RG at rg_keep = 0.7 and for BII. With an honest SE the coverage is 0.94-0.95 (a little below 0.95
     # from the t-effect of estimated SEs; the rarest case, "outside" RG served with probability
     # 0.3^2, still has ~70 samples per pair at 800 contexts). One pair's coverage fraction has sd
     # sqrt(.95 * .05 / 400) = 0.011 and pooling correlated pairs cannot increase it, so the band
@@ -210,12 +229,12 @@ def test_confidence_interval_coverage(scheme):
     # P(|Z| < 3.92) = 0.9999 (a miss per 10^4 intervals where the band needs one per 100): both
     # fail with certainty.
     game, _ = table_game(N, seed=7)
-    truth = exact(game, MODALITY, rg_keep=0.7)
-    covered = {"sii": [], "rg": []}
+    truth = exact(game, MODALITY, rg_keep=0.7, indices=INDICES)
+    covered = {index: [] for index in INDICES}
     for seed in range(400):
-        result = montecarlo(game, MODALITY, num_contexts=800, seed=seed, rg_keep=0.7, scheme=scheme)
-        covered["sii"].append((result.sii - truth.sii).abs() <= 1.96 * result.sii_se)
-        covered["rg"].append((result.rg - truth.rg).abs() <= 1.96 * result.rg_se)
+        result = montecarlo(game, MODALITY, num_contexts=800, seed=seed, rg_keep=0.7, scheme=scheme, indices=INDICES)
+        for index, hits in covered.items():
+            hits.append((result[index].value - truth[index].value).abs() <= 1.96 * result[index].se)
     for name, hits in covered.items():
         coverage = torch.stack(hits).double().mean().item()
         assert 0.90 <= coverage <= 0.99, (name, coverage)
@@ -247,7 +266,7 @@ def test_montecarlo_counts_what_it_evaluates(scheme, rg_keep):
     assert len(torch.unique(bitmask(seen))) == len(seen), "a coalition was evaluated twice"
     assert max(len(b) for b in recorder.batches) <= 13
     # Sharing: far fewer evaluations than the 4 per (context, pair) sample of a pair-by-pair estimator.
-    samples = int(result.sii_samples.sum() + result.rg_samples.sum())
+    samples = int(result["sii"].samples.sum() + result["rg"].samples.sum())
     assert result.evaluations < 0.6 * 4 * samples
 
 
@@ -263,7 +282,7 @@ def test_rg_at_full_keep_is_computed_from_the_full_input(scheme):
     needed = [full] + [full.clone().index_fill_(0, torch.tensor(drop), False) for drop in range(n)]
     needed += [full.clone().index_fill_(0, pair, False) for pair in result.pairs]
     assert set(bitmask(torch.stack(needed)).tolist()) <= set(bitmask(torch.cat(recorder.batches)).tolist())
-    assert torch.all(result.rg_samples == 1) and torch.all(result.rg_se == 0)
+    assert torch.all(result["rg"].samples == 1) and torch.all(result["rg"].se == 0)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -272,11 +291,11 @@ def test_same_seed_same_result_different_seed_different_result(scheme):
     first, again, other = (
         montecarlo(game, MODALITY, num_contexts=50, seed=seed, rg_keep=0.7, scheme=scheme) for seed in (5, 5, 6)
     )
-    for field in ("sii", "sii_se", "rg", "rg_se", "sii_samples", "rg_samples"):
-        assert torch.equal(getattr(first, field), getattr(again, field)), field
+    for name, field in itertools.product(("sii", "rg"), ("value", "se", "samples")):
+        assert torch.equal(getattr(first[name], field), getattr(again[name], field)), (name, field)
     assert first.evaluations == again.evaluations
-    assert not torch.equal(first.sii, other.sii)
-    assert not torch.equal(first.rg, other.rg)
+    assert not torch.equal(first["sii"].value, other["sii"].value)
+    assert not torch.equal(first["rg"].value, other["rg"].value)
 
 
 def test_matrix_places_each_pair_at_its_players():
@@ -284,6 +303,6 @@ def test_matrix_places_each_pair_at_its_players():
     matrix = result.matrix("sii")
     players_0, players_1 = (MODALITY == 0).nonzero().squeeze(1), (MODALITY == 1).nonzero().squeeze(1)
     assert matrix.shape == (len(players_0), len(players_1))
-    for (i, j), value in zip(result.pairs.tolist(), result.sii):
+    for (i, j), value in zip(result.pairs.tolist(), result["sii"].value):
         a, b = (i, j) if MODALITY[i] == 0 else (j, i)
         assert matrix[(players_0 == a).nonzero().item(), (players_1 == b).nonzero().item()] == value

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from fli2moe.attribution import attribute
+from fli2moe.explaining import ExplanationContext
 from fli2moe.interactions import exact
 from fli2moe.masking import remove_tokens, target_labels, target_score
 from fli2moe.models import FLI2MoEConfig, ModalitySpec, ModelOutput, build_model
@@ -23,6 +24,7 @@ from fli2moe.probing import (
     planted_pair_recovery,
     probe_examples,
     probe_metrics,
+    recovery_metrics,
     select_candidates,
     synthetic_recovery,
 )
@@ -93,8 +95,8 @@ def test_gate_model_has_the_known_sii_and_rg(kind, sii, rg):
     mask[8] = False
     target = predicted(model, projected[None], mask[None])[0]
     candidates = torch.tensor([0, 1, 2, 4, 5, 6, 7])  # not 3 (non-candidate), not 8 (padding)
-    value, modality = coalition_game(model, projected, mask, target, candidates, torch.zeros(T, H), "multiclass",
-                                     "logit", max_batch=16)
+    context = ExplanationContext(model, torch.zeros(T, H), "multiclass", "logit", max_batch=16)
+    value, modality = coalition_game(context, projected, mask, target, candidates)
     assert modality.tolist() == [0, 0, 0, 1, 1, 1, 1]
     result = exact(value, modality)
     expected = torch.zeros(2, 3, 4, dtype=torch.float64)
@@ -110,7 +112,8 @@ def test_engine_is_batch_invariant_chunked_and_scores_the_masked_input():
     target = predicted(model, projected[None], mask[None])[0]
     candidates = torch.tensor([0, 2, 3, 4, 5, 6])
     max_batch = 8
-    value, _ = coalition_game(model, projected, mask, target, candidates, baseline, "multiclass", "prob", max_batch)
+    value, _ = coalition_game(ExplanationContext(model, baseline, "multiclass", "prob", max_batch), projected, mask,
+                              target, candidates)
     coalitions = torch.rand(37, 6, generator=torch.Generator().manual_seed(0)) < 0.5
 
     rows = []
@@ -135,9 +138,10 @@ def test_engine_rejects_padded_or_repeated_candidates():
     projected, mask, baseline = tiny_inputs()
     target = predicted(model, projected, mask)
     with pytest.raises(ValueError, match="padding"):
-        coalition_game(model, projected[1], mask[1], target[1], [0, 8], baseline, "multiclass")
+        coalition_game(ExplanationContext(model, baseline, "multiclass", "logit"), projected[1], mask[1], target[1], [0, 8])
     with pytest.raises(ValueError, match="distinct"):
-        coalition_game(model, projected[1], mask[1], target[1], [0, 0, 4], baseline, "multiclass")
+        coalition_game(ExplanationContext(model, baseline, "multiclass", "logit"), projected[1], mask[1], target[1],
+                       [0, 0, 4])
 
 
 # --- candidate selection -----------------------------------------------------------------------------
@@ -162,14 +166,14 @@ POSITIONS = [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]]
 def test_planted_pair_recovery_on_hand_made_estimates():
     sii = [0.1, 0.2, 0.9, -0.3, 1.5, float("nan")]  # planted synergy (1, 0): 2nd
     rg = [0.4, -0.2, 0.0, 0.1, 0.0, 0.3]  # planted redundancy (2, 0): 0.0, tied with (1, 0) -> rank 5
-    row = planted_pair_recovery(POSITIONS, sii, rg, synergy=[1, 0], redundancy=[2, 0])
+    row = planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [1, 0], "redundancy": [2, 0]})
     assert row == {"pairs": 6,
                    "synergy_found": True, "synergy_rank": 2, "synergy_precision@1": False,
                    "synergy_precision@5": True, "synergy_sign_correct": True,
                    "redundancy_found": True, "redundancy_rank": 5, "redundancy_precision@1": False,
                    "redundancy_precision@5": True, "redundancy_sign_correct": False}
     # An unsampled (NaN) planted pair ranks last; a planted pair outside the candidates is missing.
-    row = planted_pair_recovery(POSITIONS, sii, rg, synergy=[2, 1], redundancy=[3, 0])
+    row = planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [2, 1], "redundancy": [3, 0]})
     assert row["synergy_rank"] == 6 and row["synergy_sign_correct"] is False
     assert not row["redundancy_found"] and row["redundancy_rank"] is None
     assert row["redundancy_sign_correct"] is None and not row["redundancy_precision@5"]
@@ -178,9 +182,9 @@ def test_planted_pair_recovery_on_hand_made_estimates():
 def test_aggregate_recovery_counts_missing_pairs_as_misses():
     sii = [0.1, 0.2, 0.9, -0.3, 1.5, 0.0]
     rg = [0.4, -0.2, 0.0, 0.1, 0.0, 0.3]
-    rows = [planted_pair_recovery(POSITIONS, sii, rg, [2, 0], [0, 0]),  # synergy rank 1, redundancy rank 1
-            planted_pair_recovery(POSITIONS, sii, rg, [1, 1], [2, 1]),  # synergy rank 6 (SII < 0), rg rank 2
-            planted_pair_recovery(POSITIONS, sii, rg, [5, 5], [5, 5])]  # both missing
+    rows = [planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [2, 0], "redundancy": [0, 0]}),  # synergy rank 1, redundancy rank 1
+            planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [1, 1], "redundancy": [2, 1]}),  # synergy rank 6 (SII < 0), rg rank 2
+            planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [5, 5], "redundancy": [5, 5]})]  # both missing
     agg = aggregate_recovery(rows)
     assert agg["synergy_examples"] == 3 and agg["synergy_missing"] == 1 and agg["synergy_found"] == 2
     assert agg["synergy_missing_share"] == pytest.approx(1 / 3)
@@ -192,7 +196,7 @@ def test_aggregate_recovery_counts_missing_pairs_as_misses():
     assert agg["redundancy_mean_rank"] == pytest.approx(1.5)
     assert agg["redundancy_precision@5"] == pytest.approx(2 / 3)
     assert agg["redundancy_sign_accuracy"] == pytest.approx(1.0)
-    assert aggregate_recovery([planted_pair_recovery(POSITIONS, sii, rg, [5, 5], [5, 5])])["synergy_mean_rank"] is None
+    assert aggregate_recovery([planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [5, 5], "redundancy": [5, 5]})])["synergy_mean_rank"] is None
 
 
 # --- probing real examples ---------------------------------------------------------------------------
@@ -205,8 +209,8 @@ def probed(one_thread):  # function scope: a module-scoped fixture would run bef
     projected, mask = torch.cat([projected, projected[:1]]), torch.cat([mask, mask[:1]])
     targets = predicted(model, projected, mask)
     maps = attribute(model, projected, mask, targets).whole
-    args = (model, projected, mask, targets, maps, baseline, "multiclass", 3)
-    run = dict(num_contexts=3000, rg_keep=0.5, quantity="logit", max_batch=64)
+    args = (ExplanationContext(model, baseline, "multiclass", "logit", max_batch=64), projected, mask, targets, maps)
+    run = dict(candidates_per_modality=3, num_contexts=3000, rg_keep=0.5, indices=("sii", "rg", "bii"))
     return dict(exact=probe_examples(*args, estimator="exact", **run),
                 mc=probe_examples(*args, estimator="montecarlo", seed=7, **run),
                 again=probe_examples(*args, estimator="montecarlo", seed=7, **run),
@@ -220,20 +224,23 @@ def test_exact_and_montecarlo_agree_within_four_standard_errors(probed):
         assert torch.equal(ex.positions, ex.candidates - torch.where(ex.candidates >= 4, 4, 0))
         a, b = ex.interactions, mc.interactions
         assert torch.equal(a.pairs, b.pairs) and len(a.pairs) == 3 * 3
-        assert a.sii.abs().max() > 1e-3 and (b.sii_se > 0).all() and (b.rg_se > 0).all()
-        assert ((b.sii - a.sii).abs() <= 4 * b.sii_se + 1e-6).all()
-        assert ((b.rg - a.rg).abs() <= 4 * b.rg_se + 1e-6).all()
+        assert a["sii"].value.abs().max() > 1e-3
+        for index in ("sii", "rg", "bii"):
+            assert (b[index].se > 0).all()
+            assert ((b[index].value - a[index].value).abs() <= 4 * b[index].se + 1e-6).all(), index
+        # rg_keep = 1/2: RG and BII weigh the same contexts with opposite signs.
+        torch.testing.assert_close(a["rg"].value, -a["bii"].value, atol=1e-12, rtol=0)
         assert ex.evaluations == 2**6 and ex.seconds > 0
 
 
 def test_same_seed_same_result_and_examples_draw_their_own_contexts(probed):
     for mc, again, other in zip(probed["mc"], probed["again"], probed["other"]):
-        assert torch.equal(mc.interactions.sii, again.interactions.sii)
-        assert torch.equal(mc.interactions.rg_se, again.interactions.rg_se)
-        assert not torch.equal(mc.interactions.sii, other.interactions.sii)
+        assert torch.equal(mc.interactions["sii"].value, again.interactions["sii"].value)
+        assert torch.equal(mc.interactions["rg"].se, again.interactions["rg"].se)
+        assert not torch.equal(mc.interactions["sii"].value, other.interactions["sii"].value)
     first, duplicate = probed["mc"][0], probed["mc"][3]  # the same input at two example indices
-    assert torch.equal(probed["exact"][0].interactions.sii, probed["exact"][3].interactions.sii)
-    assert not torch.equal(first.interactions.sii, duplicate.interactions.sii)
+    assert torch.equal(probed["exact"][0].interactions["sii"].value, probed["exact"][3].interactions["sii"].value)
+    assert not torch.equal(first.interactions["sii"].value, duplicate.interactions["sii"].value)
 
 
 def test_pair_rows_metrics_and_synthetic_recovery(probed):
@@ -244,10 +251,16 @@ def test_pair_rows_metrics_and_synthetic_recovery(probed):
     pair = first.interactions.pairs[0]
     assert rows[0]["id"] == "x0" and rows[0]["modality_i"] == "a" and rows[0]["modality_j"] == "b"
     assert rows[0]["slot_i"] == first.candidates[pair[0]] and rows[0]["position_j"] == first.positions[pair[1]]
-    assert rows[0]["sii"] == first.interactions.sii[0].item()
+    assert rows[0]["sii"] == first.interactions["sii"].value[0].item()
     assert all(r["significant"] == (abs(r["sii"]) > 1.96 * r["sii_se"]) for r in rows)
+    assert [k for k in rows[0] if k.startswith(("sii", "rg", "bii"))] == [
+        "sii", "sii_se", "rg", "rg_se", "bii", "bii_se", "sii_samples", "rg_samples", "bii_samples"]
     metrics = probe_metrics(results)
     assert metrics["pairs"] == 36 and metrics["examples"] == 4
+    assert metrics["mean_abs_bii"] == pytest.approx(sum(abs(r["bii"]) for r in rows) / 36)
+    assert metrics["significant_share_bii"] == pytest.approx(
+        sum(abs(r["bii"]) > 1.96 * r["bii_se"] for r in rows) / 36)
+    assert "significant_share_sii" not in metrics
     assert metrics["significant_share"] == pytest.approx(sum(r["significant"] for r in rows) / 36)
     assert metrics["mean_abs_sii"] == pytest.approx(sum(abs(r["sii"]) for r in rows) / 36)
 
@@ -255,12 +268,18 @@ def test_pair_rows_metrics_and_synthetic_recovery(probed):
     ex = probed["exact"][1]
     positions = ex.positions[ex.interactions.pairs]
     truth = {"synergy": [[9, 9]] * 4, "redundancy": [[9, 9]] * 4}
-    truth["synergy"][1] = positions[ex.interactions.sii.argmax()].tolist()
-    truth["redundancy"][1] = positions[ex.interactions.rg.argmin()].tolist()
+    truth["synergy"][1] = positions[ex.interactions["sii"].value.argmax()].tolist()
+    truth["redundancy"][1] = positions[ex.interactions["rg"].value.argmin()].tolist()
     rows = synthetic_recovery(probed["exact"], truth)
     assert [r["example"] for r in rows] == [0, 1, 2, 3]
     assert rows[1]["synergy_rank"] == 1 and rows[1]["redundancy_rank"] == 9
     assert not rows[0]["synergy_found"]
+    # BII, an extra index, ranks the planted pair of the kind its positive values mean (synergy).
+    recovery = recovery_metrics(probed["exact"], truth, ("sii", "rg", "bii"))
+    assert set(recovery) == {"recovery", "recovery_bii"}
+    assert recovery["recovery"]["synergy_found"] == 1 and "redundancy_examples" not in recovery["recovery_bii"]
+    bii_rank = int((ex.interactions["bii"].value >= ex.interactions["bii"].value[ex.interactions["sii"].value.argmax()]).sum())
+    assert recovery["recovery_bii"]["synergy_mean_rank"] == bii_rank
 
 
 def test_interaction_tensors_hold_each_example_matrix_with_padding():

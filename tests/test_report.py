@@ -223,7 +223,7 @@ def small_report(folder: Path) -> Path:
                             "high": d + 0.05} for m in ("fl_i2moe", "dense") for r in ("sii", "rg")
                            for s in ("ranked", "random_candidates") for b, d in ((1, 0.1), (3, 0.2))])
     figures.ablation_curves(curves, folder / "figures" / "ablation.png", "ablation")
-    figures.interaction_example(rng.normal(size=(3, 3)), rng.normal(size=(3, 3)), ["0", "1", "2"], ["0", "1", "2"],
+    figures.interaction_example({"SII": rng.normal(size=(3, 3)), "RG": rng.normal(size=(3, 3))}, ["0", "1", "2"], ["0", "1", "2"],
                                 ("a", "b"), folder / "figures" / "pairs.png", "pairs")
     section = Section("A claim", "Something holds.", [claims.Verdict("toy", claims.SUPPORTED, "it holds <here>.")],
                       [("figures/ablation.png", "ablation"), ("figures/pairs.png", "pairs")],

@@ -2,10 +2,11 @@
 probes rank highest hurt the model more than removing random pairs of the same size?
 
 Per example x, with the probe's candidate tokens A (modality a) and B (modality b) and its estimates
-SII, RG over the pairs A x B (`probing.interaction_tensors`), and per budget b:
+over the pairs A x B of every probed index (`probing.interaction_tensors`; SII and RG by default), and
+per budget b:
 
-- Ranked sets: the top-b pairs by SII, and separately by RG: descending, NaN (a pair the Monte Carlo
-  probe never sampled) last, ties in (slot a, slot b) order. b is clipped to the |A| |B| pairs available.
+- Ranked sets: the top-b pairs by each probed index (a ranking), separately: descending, NaN (a pair the
+  Monte Carlo probe never sampled) last, ties in (slot a, slot b) order. b is clipped to the |A| |B| pairs available.
 - Removing a set of pairs removes the union of their tokens, U = U_a + U_b with d_a = |U_a| and
   d_b = |U_b| distinct tokens. Top pairs share tokens (the top 3 may hold only 4 tokens), so d_a + d_b
   ranges from about 2 sqrt(b) (a block of d_a x d_b pairs) to 2b (disjoint pairs), always with
@@ -29,7 +30,9 @@ SII, RG over the pairs A x B (`probing.interaction_tensors`), and per budget b:
   "logit") with the target fixed on x; the masked logits also give the task metric under removal.
 
 Random draws come from numpy's default_rng([seed, example index]): reproducible per example whatever
-subset of examples is ablated and in which order.
+subset of examples is ablated and in which order. They follow (budget, ranking, pool, modality) order,
+so ranking by one more index changes the random sets drawn for the others at later budgets (equally
+valid controls, other numbers); the default rankings (SII, RG) draw as they always have.
 
 Statistics, per budget, ranking and random pool, over the n examples: the paired differences
 d = drop(ranked) - mean over repeats of drop(random), and (see each function)
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -48,10 +52,12 @@ from scipy.stats import rankdata, wilcoxon
 from torch import Tensor
 
 from fli2moe.faithfulness import bootstrap_ci
-from fli2moe.masking import DEFAULT_MAX_BATCH, evaluating, masked_forward, target_score
+from fli2moe.interactions import INDICES
 from fli2moe.task_metrics import task_metrics
 
-RANKINGS = ("sii", "rg")
+if TYPE_CHECKING:  # only a type: the ablation evaluates through the context it is given
+    from fli2moe.explaining import ExplanationContext
+
 SELECTIONS = ("ranked", "random_candidates", "random_all")
 BUDGET_PREFIX = "budget_"  # a budget's key in the metrics: see `budget_key`
 
@@ -78,12 +84,12 @@ def random_token_sets(rng: np.random.Generator, pool: np.ndarray, count: int, re
 
 @dataclass
 class ExampleMasks:
-    """The keep-masks of one example; nB budgets, the rankings of RANKINGS, R random repeats."""
+    """The keep-masks of one example; nB budgets, nR rankings, R random repeats."""
 
-    keeps: np.ndarray  # [nB, 2, 1 + 2R, T] bool: the ranked set, R sets from the candidates, R from all tokens
+    keeps: np.ndarray  # [nB, nR, 1 + 2R, T] bool: the ranked set, R sets from the candidates, R from all tokens
     pairs: np.ndarray  # [nB] pairs removed: the budget clipped to the available pairs
-    tokens: np.ndarray  # [nB, 2, 3, 2] distinct tokens removed per selection (SELECTIONS) and modality
-    matched: np.ndarray  # [nB, 2, 3] bool: as many tokens per modality as the ranked set (True for it)
+    tokens: np.ndarray  # [nB, nR, 3, 2] distinct tokens removed per selection (SELECTIONS) and modality
+    matched: np.ndarray  # [nB, nR, 3] bool: as many tokens per modality as the ranked set (True for it)
 
 
 def selection_rows(repeats: int) -> list[slice]:
@@ -97,19 +103,20 @@ def example_masks(mask: np.ndarray, slices: Sequence[slice], slots_a: np.ndarray
     """Keep-masks of the ranked and random pair sets of one example (module docstring).
 
     mask [T] bool (real tokens), slices: the two modalities' slot ranges, slots_a [n_a] / slots_b [n_b]:
-    the candidates' slots (-1 = padding, after the real ones), scores: {ranking: [n_a, n_b]} for each
-    of RANKINGS. The draws follow a fixed order (budget, ranking, pool, modality), so `rng` fixes them.
+    the candidates' slots (-1 = padding, after the real ones), scores: {ranking: [n_a, n_b]}, the nR
+    rankings in this order. The draws follow a fixed order (budget, ranking, pool, modality), so `rng`
+    fixes them.
     """
     valid_a, valid_b = slots_a[slots_a >= 0], slots_b[slots_b >= 0]
     if not mask[np.concatenate([valid_a, valid_b])].all():
         raise ValueError("candidate slots must be real tokens")
     pools = [(valid_a, valid_b),  # random_candidates
              tuple(s.start + np.flatnonzero(mask[s]) for s in slices)]  # random_all
-    orders = [ranked_pairs(scores[name], len(valid_a), len(valid_b)) for name in RANKINGS]  # each [P, 2]
+    orders = [ranked_pairs(ranking, len(valid_a), len(valid_b)) for ranking in scores.values()]  # each [P, 2]
     pairs = np.minimum(budgets, len(orders[0]))
     T, R = len(mask), repeats
-    keeps = np.broadcast_to(mask, (len(budgets), len(RANKINGS), 1 + 2 * R, T)).copy()
-    tokens = np.zeros((len(budgets), len(RANKINGS), len(SELECTIONS), 2), dtype=np.int64)
+    keeps = np.broadcast_to(mask, (len(budgets), len(orders), 1 + 2 * R, T)).copy()
+    tokens = np.zeros((len(budgets), len(orders), len(SELECTIONS), 2), dtype=np.int64)
     for j, b in enumerate(pairs):
         for r, order in enumerate(orders):
             ranked = [np.unique(valid_a[order[:b, 0]]), np.unique(valid_b[order[:b, 1]])]  # U_a, U_b
@@ -123,76 +130,76 @@ def example_masks(mask: np.ndarray, slices: Sequence[slice], slots_a: np.ndarray
 
 # --- model evaluation --------------------------------------------------------------------------------
 
-@torch.no_grad()
-def masked_logits(model, projected: Tensor, mask: Tensor, keeps: Tensor, baseline: Tensor,
-                  max_batch: int = DEFAULT_MAX_BATCH) -> Tensor:
-    """logits [B, K, C] of the model on remove(x_b, keeps[b, k]): projected [B, T, H], mask [B, T],
-    keeps [B, K, T] bool, baseline [T, H].
-
-    The same forward passes (`masking.masked_forward`) as `masking.masked_scores`, so `target_score` of these logits is its whole-model score, bitwise; one
-    pass gives both the drops and the predictions for the task metric. Eval mode inside.
-    """
-    B, K, _ = keeps.shape
-    with evaluating(model):
-        logits = [chunk for _, chunk, _ in masked_forward(model, projected, mask, keeps, baseline, max_batch)]
-    return torch.cat(logits).view(B, K, -1)
-
-
 @dataclass
 class Ablation:
-    """Pair ablation of N examples: nB budgets, the rankings of RANKINGS, R random repeats, C classes.
+    """Pair ablation of N examples: nB budgets, nR rankings, R random repeats, C classes.
 
     The 1 + 2R axis holds the selections of SELECTIONS, `selection_rows(R)` says where.
     """
 
+    rankings: tuple[str, ...]  # [nR] the interaction indices the pairs are ranked by
     budgets: np.ndarray  # [nB] requested pairs
     index: np.ndarray  # [N] the examples' indices in their split (they seed the draws)
     available: np.ndarray  # [N] cross-modal candidate pairs
     pairs: np.ndarray  # [N, nB] pairs removed (budget clipped to available)
-    tokens: np.ndarray  # [N, nB, 2, 3, 2] distinct tokens removed per selection and modality
-    matched: np.ndarray  # [N, nB, 2, 3] bool
-    keeps: np.ndarray  # [N, nB, 2, 1 + 2R, T] bool
+    tokens: np.ndarray  # [N, nB, nR, 3, 2] distinct tokens removed per selection and modality
+    matched: np.ndarray  # [N, nB, nR, 3] bool
+    keeps: np.ndarray  # [N, nB, nR, 1 + 2R, T] bool
     score: np.ndarray  # [N] p(x), unmasked
-    drop: np.ndarray  # [N, nB, 2, 1 + 2R] p(x) - p(x masked)
+    drop: np.ndarray  # [N, nB, nR, 1 + 2R] p(x) - p(x masked)
     logits: np.ndarray  # [N, C] unmasked
-    masked_logits: np.ndarray  # [N, nB, 2, 1 + 2R, C]
+    masked_logits: np.ndarray  # [N, nB, nR, 1 + 2R, C]
 
     @property
     def repeats(self) -> int:
         return (self.drop.shape[-1] - 1) // 2
 
 
-def pair_ablation(model, projected: Tensor, mask: Tensor, target: Tensor, baseline: Tensor, task: str,
-                  probe: Mapping[str, Tensor], budgets: Sequence[int], random_repeats: int = 20, seed: int = 0,
-                  quantity: str = "prob", max_batch: int = DEFAULT_MAX_BATCH) -> Ablation:
+def probed_indices(probe: Mapping[str, object]) -> tuple[str, ...]:
+    """The interaction indices a probe stage's tensors hold (`probing.interaction_tensors`), in registry order."""
+    return tuple(name for name in INDICES if name in probe)
+
+
+def pair_ablation(context: ExplanationContext, projected: Tensor, mask: Tensor, target: Tensor,
+                  probe: Mapping[str, Tensor], *, budgets: Sequence[int], random_repeats: int = 20,
+                  seed: int = 0, rankings: Sequence[str] | None = None) -> Ablation:
     """Ranked and random pair removal for N examples (module docstring), all masks in one batched pass.
 
-    projected [N, T, H], mask [N, T], target [N, C] bool (fixed on the unmasked input), baseline [T, H];
-    probe: the probe stage's tensors ("sii", "rg" [N, n_a, n_b], "slots_a" [N, n_a], "slots_b" [N, n_b],
-    "index" [N]) for these N examples, in this order; distinct budgets. A two-modality model.
+    projected [N, T, H], mask [N, T], target [N, C] bool (fixed on the unmasked input); the context holds
+    the model (two modalities), baseline, task, quantity of the drop and batch limit; probe: the probe
+    stage's tensors (per ranking [N, n_a, n_b], "slots_a" [N, n_a], "slots_b" [N, n_b], "index" [N]) for
+    these N examples, in this order; distinct budgets; rankings: the indices to rank by (default: every
+    index the probe holds, `probed_indices`).
+
+    Raises:
+        ValueError: not two modalities, repeated budgets, random_repeats < 1, a ranking the probe lacks, or
+            a probe of other examples.
     """
-    slices = list(model.modality_slices.values())
+    slices = list(context.model.modality_slices.values())
     if len(slices) != 2:
         raise ValueError(f"pair ablation needs a two-modality model, got {len(slices)} modalities")
     if random_repeats < 1:
         raise ValueError(f"random_repeats must be >= 1, got {random_repeats}")
     if len(set(budgets)) != len(budgets):  # each budget is a key of the metrics (`budget_key`)
         raise ValueError(f"budgets must be distinct, got {list(budgets)}")
-    probe = {name: np.asarray(probe[name]) for name in ("slots_a", "slots_b", "index", *RANKINGS)}
+    rankings = probed_indices(probe) if rankings is None else tuple(rankings)
+    if not rankings or not set(rankings) <= set(probe):
+        raise ValueError(f"rankings must be indices the probe holds ({list(probed_indices(probe))}), got {list(rankings)}")
+    probe = {name: np.asarray(probe[name]) for name in ("slots_a", "slots_b", "index", *rankings)}
     N, T = mask.shape
     if len(probe["index"]) != N:
         raise ValueError(f"the probe holds {len(probe['index'])} examples, the ablation {N}")
     real = mask.cpu().numpy()
     per_example = [example_masks(real[n], slices, probe["slots_a"][n], probe["slots_b"][n],
-                                 {name: probe[name][n] for name in RANKINGS}, budgets, random_repeats,
+                                 {name: probe[name][n] for name in rankings}, budgets, random_repeats,
                                  np.random.default_rng([seed, int(probe["index"][n])])) for n in range(N)]
-    keeps = np.stack([m.keeps for m in per_example])  # [N, nB, 2, 1 + 2R, T]
+    keeps = np.stack([m.keeps for m in per_example])  # [N, nB, nR, 1 + 2R, T]
     rows = np.concatenate([real[:, None], keeps.reshape(N, -1, T)], 1)  # [N, K, T]: row 0 removes nothing
-    logits = masked_logits(model, projected, mask, torch.from_numpy(rows), baseline, max_batch)  # [N, K, C]
-    scores = target_score(logits, target[:, None].to(logits.device), task, quantity).cpu().numpy()  # [N, K]
+    logits = context.logits(projected, mask, torch.from_numpy(rows))  # [N, K, C]
+    scores = context.score(logits, target[:, None].to(logits.device)).cpu().numpy()  # [N, K]
     logits = logits.cpu().numpy()
     valid = (probe["slots_a"] >= 0).sum(1) * (probe["slots_b"] >= 0).sum(1)
-    return Ablation(budgets=np.asarray(budgets), index=probe["index"], available=valid,
+    return Ablation(rankings=rankings, budgets=np.asarray(budgets), index=probe["index"], available=valid,
                     pairs=np.stack([m.pairs for m in per_example]), tokens=np.stack([m.tokens for m in per_example]),
                     matched=np.stack([m.matched for m in per_example]), keeps=keeps, score=scores[:, 0],
                     drop=(scores[:, :1] - scores[:, 1:]).reshape(keeps.shape[:-1]), logits=logits[:, 0],
@@ -283,6 +290,11 @@ def summary_budgets(summary: Mapping) -> list[int]:
     return sorted(int(key.removeprefix(BUDGET_PREFIX)) for key in summary if key.startswith(BUDGET_PREFIX))
 
 
+def summary_rankings(summary: Mapping) -> list[str]:
+    """The rankings (interaction indices) of an `ablation_summary` or its metrics file, in registry order."""
+    return [name for name in INDICES if name in summary[budget_key(summary_budgets(summary)[0])]]
+
+
 def ablation_summary(ablation: Ablation, labels: np.ndarray, task: str, permutations: int = 10000,
                      resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """The metrics of the stage, JSON-ready (no NaN) and nested dicts of scalars only: DVC shows each
@@ -290,7 +302,7 @@ def ablation_summary(ablation: Ablation, labels: np.ndarray, task: str, permutat
 
     unmasked:                                mean p(x) ("score") and the task metrics (`task_metrics`
                                              against `labels`)
-    budget_<b>.<ranking>.<selection>:        for each ranking of RANKINGS and selection of SELECTIONS:
+    budget_<b>.<ranking>.<selection>:        for each ranking (probed index) and selection of SELECTIONS:
                                              mean drop (random: per example the mean over repeats) with its
                                              bootstrap CI (drop, low, high, n), the task metrics under
                                              removal (random: mean over repeats), mean_pairs and mean_tokens
@@ -306,7 +318,7 @@ def ablation_summary(ablation: Ablation, labels: np.ndarray, task: str, permutat
     summary = {"unmasked": {"score": float(ablation.score.mean()), **task_metrics(ablation.logits, labels, task)}}
     for j, budget in enumerate(ablation.budgets.tolist()):
         per_budget = summary[budget_key(budget)] = {}
-        for r, ranking in enumerate(RANKINGS):
+        for r, ranking in enumerate(ablation.rankings):
             per_ranking = per_budget[ranking] = {}
             per_selection = [ablation.drop[:, j, r, rows[s]] for s in range(len(SELECTIONS))]  # each [N, reps]
             for s, selection in enumerate(SELECTIONS):
@@ -336,10 +348,10 @@ def ablation_table(ablation: Ablation) -> dict[str, np.ndarray]:
     N, nB, nR, nS = ablation.matched.shape
     n, j, r, s = (a.ravel() for a in np.meshgrid(*map(np.arange, (N, nB, nR, nS)), indexing="ij"))
     rows = selection_rows(ablation.repeats)
-    drop = np.stack([ablation.drop[..., rows[k]].mean(-1) for k in range(nS)], -1)  # [N, nB, 2, 3]
+    drop = np.stack([ablation.drop[..., rows[k]].mean(-1) for k in range(nS)], -1)  # [N, nB, nR, 3]
     tokens = ablation.tokens[n, j, r, s]  # [rows, 2]
     return {"example": ablation.index[n], "budget": ablation.budgets[j], "pairs": ablation.pairs[n, j],
-            "clipped": ablation.pairs[n, j] < ablation.budgets[j], "ranking": np.array(RANKINGS)[r],
+            "clipped": ablation.pairs[n, j] < ablation.budgets[j], "ranking": np.array(ablation.rankings)[r],
             "selection": np.array(SELECTIONS)[s], "drop": drop[n, j, r, s], "tokens_a": tokens[:, 0],
             "tokens_b": tokens[:, 1], "tokens": tokens.sum(1), "matched": ablation.matched[n, j, r, s]}
 
@@ -349,7 +361,7 @@ def plot_rows(summary: dict) -> list[dict]:
     ("<ranking>/<selection>"), drop, low, high."""
     rows = []
     for budget in summary_budgets(summary):
-        for ranking in RANKINGS:
+        for ranking in summary_rankings(summary):
             for selection in SELECTIONS:
                 drop = summary[budget_key(budget)][ranking][selection]
                 rows.append({"budget": budget, "series": f"{ranking}/{selection}", "drop": drop["drop"],

@@ -1,6 +1,8 @@
 """What every explanation stage (attribute, probe, ablate) starts from, and the attribute stage's summaries.
 
-`explained_examples` loads the trained model of one seed (`explain.model_seed`), the masking baseline
+`ExplanationContext` binds, once per stage, what every masked evaluation shares (model, baseline, task,
+score quantity, batch limit), so the explanation functions take it and keyword-only options instead of
+repeating them. `explained_examples` loads the trained model of one seed (`explain.model_seed`), the masking baseline
 computed on the training split (`explain.baseline`), and the first test examples with their projected
 tokens and targets (the predicted class; docs/design.md section 5), so that all stages explain the same inputs the
 same way. An example with no real token in some modality has nothing to attribute, probe or remove there:
@@ -27,8 +29,49 @@ from fli2moe.faithfulness import (
     own_modality_share,
 )
 from fli2moe.features import read_manifest
-from fli2moe.masking import baseline_vectors, target_labels
+from fli2moe.masking import (DEFAULT_MAX_BATCH, MaskedScores, baseline_vectors, evaluating, masked_forward,
+                             masked_scores, target_labels, target_score)
 from fli2moe.training import load_split_tensors, load_trained_model
+
+
+@dataclass(frozen=True)
+class ExplanationContext:
+    """The model explained and how every masked input of one stage is built and scored (`masking`), bound
+    once: remove(x, keep) with `baseline` [T, H]; score = mean over the target labels of `quantity`
+    ("logit" or "prob") for `task` ("multiclass" or "multilabel"); forward passes of exactly `max_batch` rows.
+    """
+
+    model: torch.nn.Module
+    baseline: torch.Tensor
+    task: str
+    quantity: str
+    max_batch: int = DEFAULT_MAX_BATCH
+
+    def scores(self, projected: torch.Tensor, mask: torch.Tensor, keeps: torch.Tensor,
+               target: torch.Tensor) -> MaskedScores:
+        """`masking.masked_scores` of B examples under K keep-masks each: projected [B, T, H], mask [B, T],
+        keeps [B, K, T] bool, target [B, C] bool (or one example without the B axis)."""
+        return masked_scores(self.model, projected, mask, keeps, self.baseline, target, self.task, self.quantity,
+                             self.max_batch)
+
+    @torch.no_grad()
+    def logits(self, projected: torch.Tensor, mask: torch.Tensor, keeps: torch.Tensor) -> torch.Tensor:
+        """logits [B, K, C] of the model on remove(x_b, keeps[b, k]): projected [B, T, H], mask [B, T],
+        keeps [B, K, T] bool.
+
+        The same forward passes (`masking.masked_forward`) as `scores`, so `score` of these logits is its
+        whole-model score, bitwise; one pass gives both the drops and the predictions for a task metric.
+        Eval mode inside.
+        """
+        B, K, _ = keeps.shape
+        with evaluating(self.model):
+            logits = [chunk for _, chunk, _ in masked_forward(self.model, projected, mask, keeps, self.baseline,
+                                                              self.max_batch)]
+        return torch.cat(logits).view(B, K, -1)
+
+    def score(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """`masking.target_score` with this task and quantity: logits [..., C], target [..., C] bool -> [...]."""
+        return target_score(logits, target, self.task, self.quantity)
 
 
 @dataclass
@@ -44,6 +87,10 @@ class ExplainedExamples:
     baseline: torch.Tensor  # [T, H] the masking baseline
     examined: int  # the first `examined` test examples were considered: these N and the skipped ones
     skipped: list[dict]  # {example, id, reason} of the examined examples that are not explained
+
+    def context(self, quantity: str, max_batch: int) -> ExplanationContext:
+        """The stage's `ExplanationContext`: this model, baseline and task, with the stage's quantity and batch limit."""
+        return ExplanationContext(self.model, self.baseline, self.manifest["task"], quantity, max_batch)
 
     def select(self, keep: torch.Tensor) -> "ExplainedExamples":
         """The examples at positions `keep` [n] int64 (into these N), same model, baseline and skips."""

@@ -1,4 +1,4 @@
-"""Pairwise interaction estimators for cross-modal pairs of players (docs/design.md section 5, `probe`).
+"""Pairwise interaction indices for cross-modal pairs of players (docs/design.md section 5, `probe`).
 
 A game is a callable ``value(coalitions) -> values``: ``coalitions`` is a bool tensor [B, n]
 (True = player present) and ``values`` a float tensor [B]. Players carry a modality id
@@ -8,21 +8,33 @@ For a pair (i, j) and a context S subset of N \\ {i, j}, the discrete derivative
 
     D_ij(S) = v(S+ij) - v(S+i) - v(S+j) + v(S)
 
-and both indices are expectations of it over a context distribution:
+and every index is a signed expectation of it over a context distribution p_n(S), which depends on
+S through its size s = |S| only (the weight of one context of size s):
 
-    SII(i, j) = sum_S |S|!(n-|S|-2)!/(n-1)! D_ij(S)   (|S| uniform on 0..n-2, S uniform given |S|)
-    RG(i, j)  = E_S[v(S+i) + v(S+j) - v(S+ij) - v(S)] = -E_S[D_ij(S)]
-                (each other player kept in S independently with probability rg_keep)
+    index(i, j) = sign * sum_S p_n(|S|) D_ij(S)
 
-so SII and RG share the coalition building, the evaluation and the estimation code; only the
-context distribution differs. ``exact`` enumerates the 2^n coalitions once; ``montecarlo`` samples
-contexts shared by all pairs and returns unbiased estimates with standard errors.
+    SII  p_n(s) = s!(n-s-2)!/(n-1)!                  sign +1   Shapley interaction index
+                                                               (Grabisch & Roubens 1999, eq. 10)
+    BII  p_n(s) = 2^-(n-2)                           sign +1   Banzhaf interaction index
+                                                               (Grabisch & Roubens 1999, eq. 11)
+    RG   p_n(s) = keep^s (1-keep)^(n-2-s)            sign -1   redundancy gap (docs/design.md section 5):
+                                                               E_S[v(S+i) + v(S+j) - v(S+ij) - v(S)],
+                                                               each other player kept with prob. rg_keep
+
+So RG with rg_keep = 1/2 has BII's context distribution and the opposite sign: RG = -BII exactly.
+
+An index is data, `InteractionIndex` (shapiq's "index as an argument, one weight function per index"):
+its name, sign, what a positive value means, its exact weights p_n and its Monte Carlo context
+sampler. `INDICES` registers every index where it is defined (below); adding one is one entry.
+``exact`` enumerates the 2^n coalitions once; ``montecarlo`` samples contexts shared by all pairs and
+returns unbiased estimates with standard errors. Both return `PairInteractions`, one `Estimate` per
+requested index.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,35 +48,102 @@ DEFAULT_MAX_BATCH = 1024
 
 
 @dataclass(frozen=True)
+class ContextSettings:
+    """What the context distributions may read: ``rg_keep`` (RG's keep probability, in [0, 1]) and the
+    Monte Carlo ``scheme`` ("outside" or "owen", see `montecarlo`)."""
+
+    rg_keep: float = 1.0
+    scheme: Scheme = "outside"
+
+
+@dataclass(frozen=True)
+class InteractionIndex:
+    """One pairwise interaction index: index(i, j) = sign * sum_S weights(n)[|S|] D_ij(S) (module docstring).
+
+    name       the key of the index everywhere (`INDICES`, `PairInteractions`, tensors, metrics, params)
+    title      its name in words, for tables and figures
+    sign       +1 or -1: the sign applied to the expectation of D_ij
+    positive   what a positive value means: "synergy" or "redundancy"
+    weights    (n, settings) -> float64 [n - 1]: the probability p_n(s) of ONE given context S of size
+               s = 0..n-2 (the weights of the 2^(n-2) contexts sum to 1)
+    contexts   (n, pairs [P, 2], m, settings, generator) -> `_Contexts`: m Monte Carlo contexts whose
+               served samples S = T \\ {i, j} follow p_n for every pair, given that it is served
+    """
+
+    name: str
+    title: str
+    sign: int
+    positive: str
+    weights: Callable[[int, ContextSettings], torch.Tensor]
+    contexts: Callable[[int, torch.Tensor, int, ContextSettings, torch.Generator], _Contexts]
+
+
+INDICES: dict[str, InteractionIndex] = {}  # name -> index, filled by `register_index`
+DEFAULT_INDICES = ("sii", "rg")
+
+
+def register_index(index: InteractionIndex) -> InteractionIndex:
+    """Add an index to `INDICES` under its name and return it.
+
+    Raises:
+        ValueError: the name is taken, or the sign or positive meaning is not one of the allowed values.
+    """
+    if index.name in INDICES:
+        raise ValueError(f"interaction index {index.name!r} is already registered")
+    if index.sign not in (1, -1) or index.positive not in ("synergy", "redundancy"):
+        raise ValueError(f"index {index.name!r}: sign must be +1 or -1 and positive 'synergy' or 'redundancy', "
+                         f"got {index.sign!r}, {index.positive!r}")
+    INDICES[index.name] = index
+    return index
+
+
+def check_indices(indices: Sequence[str]) -> tuple[str, ...]:
+    """The requested index names as a tuple. Raises ValueError: empty, unknown or repeated names."""
+    indices = tuple(indices)
+    unknown = [name for name in indices if name not in INDICES]
+    if not indices or unknown or len(set(indices)) != len(indices):
+        raise ValueError(f"indices must be distinct names among {list(INDICES)}, got {list(indices)}")
+    return indices
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One index over P pairs: value, se [P] float64 (standard error, 0 when exact) and samples [P]
+    int64 (contexts whose D_ij entered the estimate)."""
+
+    value: torch.Tensor
+    se: torch.Tensor
+    samples: torch.Tensor
+
+
+@dataclass(frozen=True)
 class PairInteractions:
     """Per cross-modal pair estimates; P pairs, n players.
 
     pairs        [P, 2] int64, i < j, modality[i] != modality[j], lexicographic order
-    sii, sii_se  [P] float64: Shapley Interaction Index and its standard error
-    rg, rg_se    [P] float64: redundancy gap and its standard error
-    sii_samples  [P] int64: contexts whose D_ij entered the SII estimate of the pair
-    rg_samples   [P] int64: same for RG
+    estimates    {index name: `Estimate`}, in the order the indices were requested
     evaluations  int: coalitions passed to ``value`` (each distinct coalition once)
     modality     [n] int64: the modality id of every player
+
+    ``result["sii"].value`` reads one index.
     """
 
     pairs: torch.Tensor
-    sii: torch.Tensor
-    sii_se: torch.Tensor
-    rg: torch.Tensor
-    rg_se: torch.Tensor
-    sii_samples: torch.Tensor
-    rg_samples: torch.Tensor
+    estimates: dict[str, Estimate]
     evaluations: int
     modality: torch.Tensor
 
-    def matrix(self, field: str = "sii") -> torch.Tensor:
-        """Scatter a per-pair field into [n_a, n_b] for a two-modality game.
+    def __getitem__(self, index: str) -> Estimate:
+        return self.estimates[index]
+
+    def matrix(self, index: str = "sii", field: str = "value") -> torch.Tensor:
+        """Scatter one index's `Estimate` field ("value", "se" or "samples") into [n_a, n_b] for a
+        two-modality game.
 
         Rows are the players of the smaller modality id, columns those of the other one, both in
         player order: ``matrix()[r, c]`` is the pair (r-th player of modality a, c-th of modality b).
         """
-        values = getattr(self, field)
+        values = getattr(self.estimates[index], field)
         ids = torch.unique(self.modality)
         if len(ids) != 2:
             raise ValueError(f"matrix() needs exactly two modalities, got ids {ids.tolist()}")
@@ -93,20 +172,22 @@ def cross_pairs(modality) -> torch.Tensor:
 def exact(
     value: Game,
     modality,
+    *,
+    indices: Sequence[str] = DEFAULT_INDICES,
     rg_keep: float = 1.0,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_players: int = MAX_EXACT_PLAYERS,
 ) -> PairInteractions:
-    """Exact SII and RG of every cross-modal pair from one evaluation of all 2^n coalitions.
+    """Exact indices of every cross-modal pair from one evaluation of all 2^n coalitions.
 
-    With S ranging over the 2^(n-2) subsets of N \\ {i, j} and s = |S|:
+    With S ranging over the 2^(n-2) subsets of N \\ {i, j} and s = |S|, for each index of `indices`:
 
-        SII(i, j) =  sum_S s!(n-s-2)!/(n-1)!              * D_ij(S)
-        RG(i, j)  = -sum_S rg_keep^s (1-rg_keep)^(n-2-s)  * D_ij(S)
+        index(i, j) = sign * sum_S weights(n)[s] * D_ij(S)       (module docstring, `InteractionIndex`)
 
     Args:
         value: game, bool [B, n] -> float [B]; called on chunks of at most ``max_batch`` rows.
         modality: int [n], modality id per player.
+        indices: names of registered indices (`INDICES`).
         rg_keep: probability that RG keeps each other player in the context, in [0, 1].
         max_batch: largest number of coalitions per call of ``value``.
         max_players: largest n accepted. Beyond 16, 2^n model evaluations are impractical, but a
@@ -114,13 +195,14 @@ def exact(
             as P * 2^(n-2) int64 and float64 entries.
 
     Returns:
-        PairInteractions with zero standard errors, ``*_samples`` = number of contexts with a
+        PairInteractions with zero standard errors, ``samples`` = number of contexts with a
         nonzero weight, ``evaluations`` = 2^n.
 
     Raises:
         ValueError: n > max_players, or invalid arguments.
     """
     modality = _as_modality(modality)
+    indices = check_indices(indices)
     n = len(modality)
     if n > max_players:
         raise ValueError(
@@ -128,6 +210,7 @@ def exact(
             "use montecarlo()"
         )
     _check_common(modality, rg_keep, max_batch)
+    settings = ContextSettings(rg_keep)
     pairs = cross_pairs(modality)
 
     # Coalition k has player p present iff bit p of k is set, so a coalition is its own table index.
@@ -146,24 +229,14 @@ def exact(
     derivative = table[contexts | bit_i | bit_j] - table[contexts | bit_i] - table[contexts | bit_j] + table[contexts]
 
     size = members.sum(dim=1)[contexts]
-    sii_weight = torch.tensor([1.0 / ((n - 1) * math.comb(n - 2, s)) for s in range(n - 1)], dtype=torch.float64)
-    rg_weight = _bernoulli_size_weights(n, rg_keep)
-    sii = (sii_weight[size] * derivative).sum(dim=1)
-    rg = -(rg_weight[size] * derivative).sum(dim=1)
-
-    num_pairs = len(pairs)
-    zeros = torch.zeros(num_pairs, dtype=torch.float64)
-    return PairInteractions(
-        pairs=pairs,
-        sii=sii,
-        sii_se=zeros,
-        rg=rg,
-        rg_se=zeros.clone(),
-        sii_samples=torch.full((num_pairs,), 2 ** (n - 2)),
-        rg_samples=(rg_weight[size] > 0).sum(dim=1),
-        evaluations=2**n,
-        modality=modality,
-    )
+    estimates = {}
+    for name in indices:
+        index = INDICES[name]
+        weight = index.weights(n, settings)[size]  # [P, 2^(n-2)]
+        total = (weight * derivative).sum(dim=1)
+        estimates[name] = Estimate(total if index.sign > 0 else -total, torch.zeros(len(pairs), dtype=torch.float64),
+                                   (weight > 0).sum(dim=1))
+    return PairInteractions(pairs=pairs, estimates=estimates, evaluations=2**n, modality=modality)
 
 
 def montecarlo(
@@ -171,18 +244,22 @@ def montecarlo(
     modality,
     num_contexts: int,
     seed: int,
+    *,
+    indices: Sequence[str] = DEFAULT_INDICES,
     rg_keep: float = 1.0,
     max_batch: int = DEFAULT_MAX_BATCH,
     scheme: Scheme = "outside",
 ) -> PairInteractions:
-    """Unbiased Monte Carlo SII and RG of every cross-modal pair, with evaluations shared by pairs.
+    """Unbiased Monte Carlo estimates of every cross-modal pair, with evaluations shared by pairs and indices.
 
     A context is a base coalition T [n] and the set of pairs it serves; a served pair (i, j) gets
-    one sample D_ij(S) with S = T \\ {i, j}, from the four coalitions S, S+i, S+j, S+ij. All
-    coalitions of all contexts are deduplicated before calling ``value``, so shared ones (v(S),
-    v(S+i) for all pairs containing i, ...) are evaluated once.
+    one sample D_ij(S) with S = T \\ {i, j}, from the four coalitions S, S+i, S+j, S+ij. Each index
+    draws its own ``num_contexts`` contexts (`InteractionIndex.contexts`), index after index in the
+    order of `indices` from one generator, so an index's draws do not depend on the indices after
+    it. All coalitions of all contexts are deduplicated before calling ``value``, so shared ones
+    (v(S), v(S+i) for all pairs containing i, ...) are evaluated once.
 
-    SII contexts (``num_contexts`` of them), by ``scheme``:
+    SII contexts, by ``scheme``:
 
     - ``"outside"`` (docs/design.md section 5): draw |T| = s with probability proportional to 1/((n-s)(n-s-1)),
       s = 0..n-2, then T uniform of that size; T serves the cross pairs outside T. A pair lies
@@ -200,34 +277,39 @@ def montecarlo(
       num_contexts is odd) and each stratum draws its q's i.i.d. uniformly in its own slice of
       [0, 1] of width proportional to its size, so every pair sees all sizes evenly.
 
-    RG contexts: T keeps each player with probability ``rg_keep`` (``num_contexts`` i.i.d.
-    contexts, serving pairs as in ``scheme``: given a served pair, the other players of S are
-    independent Bernoulli(rg_keep)). When rg_keep is 0 or 1 the context is deterministic: one
+    RG and BII contexts: T keeps each player with probability ``rg_keep`` (RG) or 1/2 (BII), i.i.d.
+    contexts serving pairs as in ``scheme`` (given a served pair, the other players of S are
+    independent Bernoulli draws). When rg_keep is 0 or 1 the RG context is deterministic: one
     context serves every pair with S = T \\ {i, j} (for 1: N, N\\i, N\\j, N\\ij) and RG is exact.
 
     Estimate and standard error per pair, with strata h of probability mass W_h, K_h served
-    contexts in h and D-sample mean m_h and sample variance s_h^2 (ddof 1):
+    contexts in h and D-sample mean m_h and sample variance s_h^2 (ddof 1), times the index's sign:
 
         estimate = sum_h W_h m_h,   SE = sqrt(sum_h W_h^2 s_h^2 / K_h)
 
-    which is the unbiased stratified variance estimate ("outside" and RG: one stratum, so SE is the
+    which is the unbiased stratified variance estimate (all but "owen" SII: one stratum, so SE is the
     sample std / sqrt(K)). SE is NaN when some stratum has K_h < 2 (only possible for "outside",
     for a pair served fewer than twice), and 0 for a deterministic RG.
 
     Args:
         value: game, bool [B, n] -> float [B]; called on chunks of at most ``max_batch`` rows.
         modality: int [n], modality id per player.
-        num_contexts: contexts drawn for SII, and for RG when 0 < rg_keep < 1.
+        num_contexts: contexts drawn per index (one for a deterministic RG).
         seed: seed of the torch.Generator driving every draw (same seed -> same result).
+        indices: names of registered indices (`INDICES`).
         rg_keep: probability that RG keeps each other player in the context, in [0, 1].
         max_batch: largest number of coalitions per call of ``value``.
         scheme: "outside" (the sharing scheme of docs/design.md section 5) or "owen" (stratified multilinear extension).
 
     Returns:
-        PairInteractions; ``*_samples`` [P] are the served contexts per pair and ``evaluations``
+        PairInteractions; ``samples`` [P] are the served contexts per pair and ``evaluations``
         the number of coalitions passed to ``value``.
+
+    Raises:
+        ValueError: invalid arguments.
     """
     modality = _as_modality(modality)
+    indices = check_indices(indices)
     _check_common(modality, rg_keep, max_batch)
     if scheme not in ("outside", "owen"):
         raise ValueError(f"scheme must be 'outside' or 'owen', got {scheme!r}")
@@ -236,25 +318,15 @@ def montecarlo(
     n = len(modality)
     pairs = cross_pairs(modality)
     generator = torch.Generator().manual_seed(seed)
+    settings = ContextSettings(rg_keep, scheme)
 
-    sii_contexts = _sii_contexts(n, pairs, num_contexts, scheme, generator)
-    rg_contexts = _rg_contexts(n, pairs, num_contexts, rg_keep, scheme, generator)
-    (sii_derivative, rg_derivative), evaluations = _derivatives(
-        value, [sii_contexts, rg_contexts], pairs, max_batch
-    )
-    sii, sii_se = _stratified_mean(sii_derivative, sii_contexts)
-    rg, rg_se = _stratified_mean(-rg_derivative, rg_contexts)
-    return PairInteractions(
-        pairs=pairs,
-        sii=sii,
-        sii_se=sii_se,
-        rg=rg,
-        rg_se=rg_se,
-        sii_samples=sii_contexts.served.sum(dim=0),
-        rg_samples=rg_contexts.served.sum(dim=0),
-        evaluations=evaluations,
-        modality=modality,
-    )
+    contexts = [INDICES[name].contexts(n, pairs, num_contexts, settings, generator) for name in indices]
+    derivatives, evaluations = _derivatives(value, contexts, pairs, max_batch)
+    estimates = {}
+    for name, ctx, derivative in zip(indices, contexts, derivatives):
+        estimate, se = _stratified_mean(derivative if INDICES[name].sign > 0 else -derivative, ctx)
+        estimates[name] = Estimate(estimate, se, ctx.served.sum(dim=0))
+    return PairInteractions(pairs=pairs, estimates=estimates, evaluations=evaluations, modality=modality)
 
 
 @dataclass(frozen=True)
@@ -269,8 +341,10 @@ class _Contexts:
     deterministic: bool = False
 
 
-def _sii_contexts(n: int, pairs: torch.Tensor, m: int, scheme: Scheme, generator: torch.Generator) -> _Contexts:
-    if scheme == "outside":
+def _sii_contexts(n: int, pairs: torch.Tensor, m: int, settings: ContextSettings,
+                  generator: torch.Generator) -> _Contexts:
+    """SII's contexts by settings.scheme (`montecarlo`)."""
+    if settings.scheme == "outside":
         s = torch.arange(n - 1)
         size_probability = 1.0 / ((n - s) * (n - s - 1)).double()
         size = torch.multinomial(size_probability, m, replacement=True, generator=generator)
@@ -291,9 +365,11 @@ def _sii_contexts(n: int, pairs: torch.Tensor, m: int, scheme: Scheme, generator
     return _Contexts(base, torch.ones(m, len(pairs), dtype=torch.bool), stratum, mass)
 
 
-def _rg_contexts(
+def _bernoulli_contexts(
     n: int, pairs: torch.Tensor, m: int, keep: float, scheme: Scheme, generator: torch.Generator
 ) -> _Contexts:
+    """m i.i.d. contexts keeping each player with probability keep, serving pairs as `scheme` does;
+    one deterministic context when keep is 0 or 1."""
     one_stratum = torch.ones(1, dtype=torch.float64)
     if keep in (0.0, 1.0):
         base = torch.full((1, n), keep == 1.0)
@@ -404,6 +480,29 @@ def _bernoulli_size_weights(n: int, keep: float) -> torch.Tensor:
     s = torch.arange(n - 1, dtype=torch.float64)
     keep_t = torch.tensor(keep, dtype=torch.float64)
     return keep_t**s * (1 - keep_t) ** (n - 2 - s)
+
+
+def _sii_weights(n: int, settings: ContextSettings) -> torch.Tensor:
+    # s!(n-s-2)!/(n-1)! = 1 / ((n-1) C(n-2, s)): |S| uniform on 0..n-2, S uniform given |S|.
+    return torch.tensor([1.0 / ((n - 1) * math.comb(n - 2, s)) for s in range(n - 1)], dtype=torch.float64)
+
+
+SII = register_index(InteractionIndex(
+    name="sii", title="Shapley interaction index", sign=1, positive="synergy", weights=_sii_weights,
+    contexts=_sii_contexts))
+def _bernoulli(keep: Callable[[ContextSettings], float]) -> dict:
+    """The weights and the sampler of an index whose context keeps each other player independently with
+    probability keep(settings)."""
+    return {"weights": lambda n, settings: _bernoulli_size_weights(n, keep(settings)),
+            "contexts": lambda n, pairs, m, settings, generator: _bernoulli_contexts(
+                n, pairs, m, keep(settings), settings.scheme, generator)}
+
+
+RG = register_index(InteractionIndex(name="rg", title="redundancy gap", sign=-1, positive="redundancy",
+                                     **_bernoulli(lambda settings: settings.rg_keep)))
+# Each other player in or out with probability 1/2: every coalition of N \ {i, j} weighs 2^-(n-2).
+BII = register_index(InteractionIndex(name="bii", title="Banzhaf interaction index", sign=1, positive="synergy",
+                                      **_bernoulli(lambda settings: 0.5)))
 
 
 def _as_modality(modality) -> torch.Tensor:

@@ -328,6 +328,7 @@ class ProbeParams(PerDataset):
     scheme: str
     rg_keep: float
     quantity: str
+    indices: list  # names of interaction indices (fli2moe.interactions.INDICES, checked by the probe stage)
     overrides: dict  # dataset -> {any of the keys above: value}
 
     def validate(self, key: str) -> None:
@@ -347,6 +348,10 @@ class ProbeParams(PerDataset):
         if isinstance(self.rg_keep, bool) or not isinstance(self.rg_keep, (int, float)) or not 0 <= self.rg_keep <= 1:
             raise ParamsError(f"{key}.rg_keep must be a probability in [0, 1], got {self.rg_keep!r}")
         _choice(f"{key}.quantity", self.quantity, ("logit", "prob"))
+        # The names are checked against the registry by the probe stage: params stays torch-free.
+        if (not isinstance(self.indices, list) or not self.indices
+                or not all(isinstance(name, str) for name in self.indices) or len(set(self.indices)) != len(self.indices)):
+            raise ParamsError(f"{key}.indices must be a non-empty list of distinct index names, got {self.indices!r}")
         self.validate_overrides(key)
 
 

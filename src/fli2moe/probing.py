@@ -7,33 +7,38 @@ every modality), the game is
 
 the target score (`masking.target_score`, quantity "logit" or "prob") of the model when the candidates
 outside S are removed by the one masking operator and every other token stays present. The estimators
-of `interactions.py` turn v into SII and RG of every cross-modal candidate pair.
+of `interactions.py` turn v into the requested indices (`probe.indices`: SII and RG by default, BII
+too, any entry of `interactions.INDICES`) of every cross-modal candidate pair.
 
 Parts:
-- `coalition_game`: v for a [B, n] coalition matrix through `masking.masked_scores` (chunked fixed-shape
-  batched forward passes: memory bounded by max_batch, bitwise batch-invariant);
+- `coalition_game`: v for a [B, n] coalition matrix through the stage's `ExplanationContext` (chunked
+  fixed-shape batched forward passes: memory bounded by max_batch, bitwise batch-invariant);
 - `select_candidates`: the top tokens of each modality by the whole-model attribution;
 - `probe_examples`: candidates, game and estimator for many examples, with evaluations and seconds;
-- `planted_pair_recovery`, `aggregate_recovery`, `synthetic_recovery`: how well the probes find the
-  planted pairs of the synthetic benchmark (docs/design.md section 3);
+- `planted_pair_recovery`, `aggregate_recovery`, `synthetic_recovery`, `recovery_metrics`: how well the
+  probes find the planted pairs of the synthetic benchmark (docs/design.md section 3);
 - `pair_rows`, `probe_metrics`: the per-pair table and summary numbers of the stage.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from fli2moe.interactions import Game, PairInteractions, exact, montecarlo
-from fli2moe.masking import DEFAULT_MAX_BATCH, masked_scores, modality_ids
+from fli2moe.interactions import DEFAULT_INDICES, INDICES, Game, PairInteractions, exact, montecarlo
+from fli2moe.masking import modality_ids
+
+if TYPE_CHECKING:  # only a type: the probes evaluate through the context they are given
+    from fli2moe.explaining import ExplanationContext
 
 ESTIMATORS = ("exact", "montecarlo")
-PLANTED = {"synergy": "sii", "redundancy": "rg"}  # planted mechanism -> the index that should rank it first
+PLANTED = {"synergy": "sii", "redundancy": "rg"}  # planted mechanism -> the paper's index that should rank it first
 PRECISION_KS = (1, 5)
 SIGNIFICANCE_Z = 1.96
 # Coalitions handed to the game per call. A call costs the bool keep-masks [B, T] (a few MB at this size)
@@ -42,16 +47,16 @@ SIGNIFICANCE_Z = 1.96
 GAME_CALL_ROWS = 1 << 16
 
 
-def coalition_game(model, projected: Tensor, mask: Tensor, target: Tensor, candidates, baseline: Tensor,
-                   task: str, quantity: str = "logit",
-                   max_batch: int = DEFAULT_MAX_BATCH) -> tuple[Game, Tensor]:
+def coalition_game(context: ExplanationContext, projected: Tensor, mask: Tensor, target: Tensor,
+                   candidates) -> tuple[Game, Tensor]:
     """The game of one example over its candidate tokens, and the candidates' modality ids.
 
-    projected [T, H], mask [T], target [C] bool, candidates [n] distinct real token slots, baseline [T, H].
+    projected [T, H], mask [T], target [C] bool, candidates [n] distinct real token slots; the context
+    holds the model, baseline, task, quantity and batch limit.
     Returns (value, modality): value(coalitions bool [B, n]) -> float [B] with
     value[b] = v({c_k : coalitions[b, k]}) as in the module docstring, and modality [n] int64.
 
-    All B coalitions go through one `masked_scores` call: forward passes of exactly max_batch rows, so a
+    All B coalitions go through one `ExplanationContext.scores` call: forward passes of exactly max_batch rows, so a
     coalition's value is bitwise the same whichever batch it is evaluated in.
     """
     T = mask.shape[0]
@@ -69,9 +74,9 @@ def coalition_game(model, projected: Tensor, mask: Tensor, target: Tensor, candi
             raise ValueError(f"coalitions must be [B, {len(candidates)}], got {tuple(coalitions.shape)}")
         keeps = torch.ones(len(coalitions), T, dtype=torch.bool)  # [B, T]: non-candidates always present
         keeps[:, candidates] = coalitions.bool().cpu()
-        return masked_scores(model, projected, mask, keeps, baseline, target, task, quantity, max_batch).whole
+        return context.scores(projected, mask, keeps, target).whole
 
-    return value, modality_ids(model)[candidates]
+    return value, modality_ids(context.model)[candidates]
 
 
 def check_pair_modalities(manifest: dict) -> None:
@@ -149,31 +154,35 @@ def example_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def probe_examples(model, projected: Tensor, mask: Tensor, targets: Tensor, maps: Tensor, baseline: Tensor,
-                   task: str, candidates_per_modality: int | str, estimator: str = "montecarlo",
-                   num_contexts: int = 256, rg_keep: float = 1.0, seed: int = 0, quantity: str = "logit",
-                   max_batch: int = DEFAULT_MAX_BATCH, scheme: str = "outside",
-                   indices: Sequence[int] | None = None) -> list[ProbeResult]:
-    """SII and RG of the cross-modal candidate pairs of N examples, one `ProbeResult` each.
+def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor, targets: Tensor, maps: Tensor, *,
+                   candidates_per_modality: int | str, estimator: str = "montecarlo",
+                   indices: Sequence[str] = DEFAULT_INDICES, num_contexts: int = 256, rg_keep: float = 1.0,
+                   scheme: str = "outside", seed: int = 0,
+                   example_index: Sequence[int] | None = None) -> list[ProbeResult]:
+    """The interaction `indices` (names of `interactions.INDICES`) of the cross-modal candidate pairs of N
+    examples, one `ProbeResult` each.
 
     projected [N, T, H], mask [N, T], targets [N, C] bool, maps [N, T] whole-model attributions (they pick
-    the candidates, `select_candidates`), baseline [T, H]. estimator "exact" (2^n evaluations, n <= 16) or
-    "montecarlo" (`num_contexts`, `scheme`, seed `example_seed(seed, index)`); rg_keep as in
-    `interactions`. `indices` [N] are the examples' indices in their split (default 0..N-1): they are
-    recorded and seed the Monte Carlo draws, so an example gets the same estimate in any batch. Each
-    result's `degenerate` says when its game has no meaningful interactions (`game_degeneracy`).
+    the candidates, `select_candidates`). estimator "exact" (2^n evaluations, n <= 16) or "montecarlo"
+    (`num_contexts` per index, `scheme`, seed `example_seed(seed, index)`); rg_keep as in `interactions`.
+    `example_index` [N] are the examples' indices in their split (default 0..N-1): they are recorded and
+    seed the Monte Carlo draws, so an example gets the same estimate in any batch. Each result's
+    `degenerate` says when its game has no meaningful interactions (`game_degeneracy`).
+
+    Raises:
+        ValueError: an unknown estimator or index, or example_index not of length N.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"probe estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
-    indices = list(range(len(projected))) if indices is None else [int(i) for i in indices]
-    if len(indices) != len(projected):
-        raise ValueError(f"indices: {len(indices)} for {len(projected)} examples")
-    starts = torch.tensor([s.start for s in model.modality_slices.values()])  # [M]
+    example_index = list(range(len(projected))) if example_index is None else [int(i) for i in example_index]
+    if len(example_index) != len(projected):
+        raise ValueError(f"example_index: {len(example_index)} for {len(projected)} examples")
+    slices = context.model.modality_slices
+    starts = torch.tensor([s.start for s in slices.values()])  # [M]
     results = []
-    for b, index in enumerate(indices):
-        candidates = select_candidates(maps[b], mask[b], model.modality_slices, candidates_per_modality)
-        game, modality = coalition_game(model, projected[b], mask[b], targets[b], candidates, baseline, task,
-                                        quantity, max_batch)
+    for b, index in enumerate(example_index):
+        candidates = select_candidates(maps[b], mask[b], slices, candidates_per_modality)
+        game, modality = coalition_game(context, projected[b], mask[b], targets[b], candidates)
         values = []
 
         def value(coalitions: Tensor, game=game, values=values) -> Tensor:
@@ -182,10 +191,10 @@ def probe_examples(model, projected: Tensor, mask: Tensor, targets: Tensor, maps
 
         start = time.perf_counter()
         if estimator == "exact":
-            interactions = exact(value, modality, rg_keep, GAME_CALL_ROWS)
+            interactions = exact(value, modality, indices=indices, rg_keep=rg_keep, max_batch=GAME_CALL_ROWS)
         else:
-            interactions = montecarlo(value, modality, num_contexts, example_seed(seed, index), rg_keep,
-                                      GAME_CALL_ROWS, scheme)
+            interactions = montecarlo(value, modality, num_contexts, example_seed(seed, index), indices=indices,
+                                      rg_keep=rg_keep, max_batch=GAME_CALL_ROWS, scheme=scheme)
         seconds = time.perf_counter() - start
         results.append(ProbeResult(index, candidates, candidates - starts[modality], interactions, seconds,
                                    game_degeneracy(torch.cat(values))))
@@ -194,28 +203,30 @@ def probe_examples(model, projected: Tensor, mask: Tensor, targets: Tensor, maps
 
 # --- recovery of the planted pairs (synthetic benchmark) ---------------------------------------------
 
-def planted_pair_recovery(positions, sii, rg, synergy, redundancy, ks: Sequence[int] = PRECISION_KS) -> dict:
+def planted_pair_recovery(positions, scores: Mapping[str, np.ndarray], planted: Mapping[str, Sequence[int]],
+                          ks: Sequence[int] = PRECISION_KS) -> dict:
     """How one example's estimates rank its planted pairs.
 
     positions [P, 2]: the estimated cross-modal pairs as (position in modality a, position in modality b);
-    sii, rg [P]; synergy, redundancy: the planted pairs (pos_a, pos_b). The synergistic pair is ranked by
-    SII, the redundant one by RG, both descending. For each `kind` the dict holds:
+    scores: {kind: [P] the estimates of the index that ranks the planted pair of that kind} (kind
+    "synergy" or "redundancy"; the paper's pairing is `PLANTED`: SII for synergy, RG for redundancy);
+    planted: {kind: (pos_a, pos_b)} for the same kinds. Each kind is ranked by its scores, descending.
+    For each kind the dict holds:
 
         {kind}_found           the planted pair is among the estimated pairs (both tokens were candidates)
         {kind}_rank            1 + #{pairs ranked above it}, None when not found. Ties count against it:
                                rank = #{p : score_p >= score_planted}, so a constant estimate ranks last.
                                A NaN estimate (a Monte Carlo pair never sampled) ranks below every number.
         {kind}_precision@k     rank <= k (False when not found): the planted pair is among the top k
-        {kind}_sign_correct    score of the planted pair > 0 (synergy: SII > 0; redundancy: RG > 0), None
-                               when not found
+        {kind}_sign_correct    score of the planted pair > 0 (every index is signed so that a positive
+                               value means its kind, `InteractionIndex.positive`), None when not found
     and "pairs" = P, for the chance level min(k, P) / P.
     """
     positions = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
-    scores = {"sii": np.asarray(sii, dtype=np.float64), "rg": np.asarray(rg, dtype=np.float64)}
     row = {"pairs": len(positions)}
-    for kind, planted in (("synergy", synergy), ("redundancy", redundancy)):
-        score = np.nan_to_num(scores[PLANTED[kind]], nan=-np.inf)
-        match = (positions == np.asarray(planted, dtype=np.int64)).all(1)
+    for kind, pair in planted.items():
+        score = np.nan_to_num(np.asarray(scores[kind], dtype=np.float64), nan=-np.inf)
+        match = (positions == np.asarray(pair, dtype=np.int64)).all(1)
         found = bool(match.any())
         rank = int((score >= score[match][0]).sum()) if found else None
         row[f"{kind}_found"] = found
@@ -225,8 +236,9 @@ def planted_pair_recovery(positions, sii, rg, synergy, redundancy, ks: Sequence[
     return row
 
 
-def aggregate_recovery(rows: Sequence[dict], ks: Sequence[int] = PRECISION_KS) -> dict:
-    """Means over examples of `planted_pair_recovery` rows, per planted kind:
+def aggregate_recovery(rows: Sequence[dict], kinds: Sequence[str] = tuple(PLANTED),
+                       ks: Sequence[int] = PRECISION_KS) -> dict:
+    """Means over examples of `planted_pair_recovery` rows, per planted kind of `kinds`:
 
         {kind}_examples, {kind}_missing (planted pair not among the candidates), {kind}_missing_share
         {kind}_mean_rank         over the examples where it was found ({kind}_found of them)
@@ -239,7 +251,7 @@ def aggregate_recovery(rows: Sequence[dict], ks: Sequence[int] = PRECISION_KS) -
         return float(np.mean(values)) if len(values) else None
 
     out = {"mean_pairs": mean([r["pairs"] for r in rows])}
-    for kind in PLANTED:
+    for kind in kinds:
         found = [r for r in rows if r[f"{kind}_found"]]
         out[f"{kind}_examples"] = len(rows)
         out[f"{kind}_found"] = len(found)
@@ -254,17 +266,35 @@ def aggregate_recovery(rows: Sequence[dict], ks: Sequence[int] = PRECISION_KS) -
     return out
 
 
-def synthetic_recovery(results: Sequence[ProbeResult], ground_truth: dict,
+def synthetic_recovery(results: Sequence[ProbeResult], ground_truth: dict, scoring: Mapping[str, str] = PLANTED,
                        ks: Sequence[int] = PRECISION_KS) -> list[dict]:
     """`planted_pair_recovery` of every probed example against the manifest's `ground_truth[split]`
-    ({"synergy": [[pos_a, pos_b], ...], "redundancy": [...], ...}, indexed by the example's index)."""
+    ({"synergy": [[pos_a, pos_b], ...], "redundancy": [...], ...}, indexed by the example's index), each
+    planted kind of `scoring` ranked by the index it names ({kind: index name})."""
     rows = []
     for result in results:
         positions = result.positions[result.interactions.pairs]  # [P, 2] (position in a, position in b)
         rows.append({"example": result.index, **planted_pair_recovery(
-            positions.numpy(), result.interactions.sii.numpy(), result.interactions.rg.numpy(),
-            ground_truth["synergy"][result.index], ground_truth["redundancy"][result.index], ks)})
+            positions.numpy(), {kind: result.interactions[name].value.numpy() for kind, name in scoring.items()},
+            {kind: ground_truth[kind][result.index] for kind in scoring}, ks)})
     return rows
+
+
+def recovery_metrics(results: Sequence[ProbeResult], ground_truth: dict, indices: Sequence[str]) -> dict:
+    """The probe metrics' planted-pair recovery (`aggregate_recovery`) for the probed `indices`:
+
+        recovery          the paper's pairing (`PLANTED`: synergy by SII, redundancy by RG), for the
+                          kinds whose index is probed
+        recovery_<index>  for every other probed index: the planted pair of the kind a positive value
+                          of it means (`InteractionIndex.positive`; BII: synergy)
+
+    Empty when no index can rank a planted pair.
+    """
+    scorings = {"recovery": {kind: name for kind, name in PLANTED.items() if name in indices}}
+    scorings |= {f"recovery_{name}": {INDICES[name].positive: name} for name in indices
+                 if name not in PLANTED.values()}
+    return {key: aggregate_recovery(synthetic_recovery(results, ground_truth, scoring), tuple(scoring))
+            for key, scoring in scorings.items() if scoring}
 
 
 # --- stage summaries ---------------------------------------------------------------------------------
@@ -276,60 +306,68 @@ def significant(estimate: Tensor, se: Tensor) -> Tensor:
 
 def pair_rows(results: Sequence[ProbeResult], ids: Sequence[str], modality_names: Sequence[str]) -> list[dict]:
     """One row per estimated pair: example index and id, both tokens' modality, slot and position within
-    its modality (the lower modality id first), sii, sii_se, rg, rg_se, their sample counts and
-    `significant` (|sii| > 1.96 sii_se). ids are indexed by the example index."""
+    its modality (the lower modality id first), then per probed index <name> (in probe order) its value
+    and <name>_se, then every <name>_samples, and `significant` (|sii| > 1.96 sii_se; absent when SII is
+    not probed). ids are indexed by the example index."""
     rows = []
     for result in results:
         pi = result.interactions
         slots, positions, modality = (t[pi.pairs].tolist() for t in (result.candidates, result.positions, pi.modality))
-        flags = significant(pi.sii, pi.sii_se).tolist()
+        flags = significant(pi["sii"].value, pi["sii"].se).tolist() if "sii" in pi.estimates else None
         for p in range(len(pi.pairs)):
-            rows.append({
+            row = {
                 "example": result.index, "id": ids[result.index],
                 "modality_i": modality_names[modality[p][0]], "slot_i": slots[p][0], "position_i": positions[p][0],
                 "modality_j": modality_names[modality[p][1]], "slot_j": slots[p][1], "position_j": positions[p][1],
-                "sii": pi.sii[p].item(), "sii_se": pi.sii_se[p].item(), "rg": pi.rg[p].item(),
-                "rg_se": pi.rg_se[p].item(), "sii_samples": int(pi.sii_samples[p]),
-                "rg_samples": int(pi.rg_samples[p]), "significant": flags[p],
-            })
+            }
+            for name, estimate in pi.estimates.items():
+                row |= {name: estimate.value[p].item(), f"{name}_se": estimate.se[p].item()}
+            row |= {f"{name}_samples": int(estimate.samples[p]) for name, estimate in pi.estimates.items()}
+            rows.append(row | ({"significant": flags[p]} if flags is not None else {}))
     return rows
 
 
 def probe_metrics(results: Sequence[ProbeResult]) -> dict:
-    """Summary of a probe run: examples, pairs, mean candidates, mean |SII| and |RG| over the pairs with
-    an estimate (NaN only for a Monte Carlo pair never sampled: `pairs_without_sii`, `pairs_without_rg`
-    count them), share of pairs with |SII| > 1.96 SE among those with an SII and a finite SE, mean
-    evaluations and seconds per example."""
-    sii = torch.cat([r.interactions.sii for r in results])
-    rg = torch.cat([r.interactions.rg for r in results])
-    se = torch.cat([r.interactions.sii_se for r in results])
-    tested = ~sii.isnan() & ~se.isnan()
-    return {
-        "examples": len(results),
-        "pairs": len(sii),
-        "pairs_without_sii": int(sii.isnan().sum()),
-        "pairs_without_rg": int(rg.isnan().sum()),
-        "mean_candidates": float(np.mean([len(r.candidates) for r in results])),
-        "mean_abs_sii": sii.abs().nanmean().item(),
-        "mean_abs_rg": rg.abs().nanmean().item(),
-        "significant_share": significant(sii[tested], se[tested]).double().mean().item() if tested.any() else None,
-        "mean_evaluations": float(np.mean([r.evaluations for r in results])),
-        "mean_seconds": float(np.mean([r.seconds for r in results])),
-    }
+    """Summary of a probe run: examples, pairs, mean candidates, mean evaluations and seconds per example,
+    and per probed index <name> (scalars, so that DVC shows each):
+
+        pairs_without_<name>   pairs without an estimate (NaN: a Monte Carlo pair never sampled)
+        mean_abs_<name>        mean |estimate| over the pairs with one
+        significant_share      for SII, the headline index; significant_share_<name> for the others:
+                               share of pairs with |estimate| > 1.96 SE among those with an estimate and
+                               a finite SE (None when there is none)
+    """
+    estimates = {name: [r.interactions[name] for r in results] for name in results[0].interactions.estimates}
+    out = {"examples": len(results), "pairs": sum(len(r.interactions.pairs) for r in results)}
+    for name in estimates:
+        out[f"pairs_without_{name}"] = int(torch.cat([e.value for e in estimates[name]]).isnan().sum())
+    out["mean_candidates"] = float(np.mean([len(r.candidates) for r in results]))
+    for name in estimates:
+        out[f"mean_abs_{name}"] = torch.cat([e.value for e in estimates[name]]).abs().nanmean().item()
+    for name in estimates:
+        value, se = (torch.cat([getattr(e, field) for e in estimates[name]]) for field in ("value", "se"))
+        tested = ~value.isnan() & ~se.isnan()
+        share = significant(value[tested], se[tested]).double().mean().item() if tested.any() else None
+        out["significant_share" if name == "sii" else f"significant_share_{name}"] = share
+    return out | {"mean_evaluations": float(np.mean([r.evaluations for r in results])),
+                  "mean_seconds": float(np.mean([r.seconds for r in results]))}
 
 
 def interaction_tensors(results: Sequence[ProbeResult]) -> dict[str, Tensor]:
     """The probes as tensors for a safetensors file, for two-modality models; n_a, n_b the most candidates
     of each modality over the examples (smaller examples are padded with NaN and slot -1):
 
-        "sii", "sii_se", "rg", "rg_se"   float64 [N, n_a, n_b]: [b, r, c] is the pair (r-th candidate
-                                          of modality a, c-th candidate of modality b) of example b
-        "slots_a", "slots_b"             int64 [N, n_a], [N, n_b]: the candidates' token slots
-        "index"                          int64 [N]: the examples' indices in their split
+        "<name>", "<name>_se"   per probed index (e.g. "sii", "sii_se", "rg", "rg_se"), float64
+                                [N, n_a, n_b]: [b, r, c] is the pair (r-th candidate of modality a, c-th
+                                candidate of modality b) of example b
+        "slots_a", "slots_b"    int64 [N, n_a], [N, n_b]: the candidates' token slots
+        "index"                 int64 [N]: the examples' indices in their split
     """
-    matrices = {name: [r.interactions.matrix(name) for r in results] for name in ("sii", "sii_se", "rg", "rg_se")}
-    n_a = max(m.shape[0] for m in matrices["sii"])
-    n_b = max(m.shape[1] for m in matrices["sii"])
+    names = list(results[0].interactions.estimates)
+    matrices = {f"{name}{suffix}": [r.interactions.matrix(name, field) for r in results]
+                for name in names for suffix, field in (("", "value"), ("_se", "se"))}
+    n_a = max(m.shape[0] for m in matrices[names[0]])
+    n_b = max(m.shape[1] for m in matrices[names[0]])
     out = {}
     for name, values in matrices.items():
         padded = torch.full((len(results), n_a, n_b), float("nan"), dtype=torch.float64)

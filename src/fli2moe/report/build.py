@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from fli2moe.ablation import RANKINGS, budget_key, summary_budgets
+from fli2moe.ablation import budget_key, probed_indices, summary_budgets, summary_rankings
 from fli2moe.artifacts import atomic_folder, atomic_open, write_json
+from fli2moe.interactions import INDICES
+from fli2moe.probing import PLANTED
 from fli2moe.report import claims, figures, tables
 from fli2moe.report.outputs import RunOutputs
 from fli2moe.report.page import Section, markdown, page
@@ -179,18 +181,19 @@ def probe_section(run: RunOutputs, folder: Path, image_files: dict[str, ImageFil
         if "fl_i2moe" not in run.explained(dataset, "probe"):
             continue
         path = interaction_figure(run, dataset, image_files.get(dataset), folder)
-        section.figures.append((relative(path, folder), f"{dataset}: SII and RG of the cross-modal candidate pairs "
-                                "of the FL-I2MoE test example with the strongest interaction."))
+        section.figures.append((relative(path, folder), f"{dataset}: the probed interaction indices of the "
+                                "cross-modal candidate pairs of the FL-I2MoE test example with the strongest interaction."))
         section.tables.append(tables.probe_table(run, dataset))
     return section
 
 
 def interaction_figure(run: RunOutputs, dataset: str, files: ImageFiles | None, folder: Path) -> Path:
     key = f"{dataset}-fl_i2moe"
-    tensors = run.tensors("probe", key, "interactions")  # sii, rg [N, n_a, n_b]; slots_a, slots_b [N, n]
+    tensors = run.tensors("probe", key, "interactions")  # <index> [N, n_a, n_b]; slots_a, slots_b [N, n]
     manifest = run.manifests[dataset]
     modalities = manifest["modalities"]
-    e = int(np.nanmax(np.abs(tensors["sii"]), axis=(1, 2)).argmax())
+    probed = probed_indices(tensors)
+    e = int(np.nanmax(np.abs(tensors[probed[0]]), axis=(1, 2)).argmax())
     positions = [tensors["slots_a"][e], tensors["slots_b"][e] - modalities[0]["tokens"]]
     labels = [[token_label(int(p), m["grid"]) for p in pos] for pos, m in zip(positions, modalities)]
     sample_id = manifest["ids"]["test"][int(tensors["index"][e])]
@@ -199,17 +202,19 @@ def interaction_figure(run: RunOutputs, dataset: str, files: ImageFiles | None, 
         truth = manifest["ground_truth"]["test"]
         title += (f" (planted synergy {tuple(truth['synergy'][int(tensors['index'][e])])}, redundancy "
                   f"{tuple(truth['redundancy'][int(tensors['index'][e])])})")
-    sii, rg = tensors["sii"][e], tensors["rg"][e]
+    matrices = {f"{name.upper()} ({INDICES[name].positive} > 0)": tensors[name][e] for name in probed}
     names = (modalities[0]["name"], modalities[1]["name"])
     path = folder / "figures" / f"interactions-{dataset}.png"
     if files is None:
-        return figures.interaction_example(sii, rg, *labels, names, path, title)
+        return figures.interaction_example(matrices, *labels, names, path, title)
     grids = [tuple(m["grid"]) for m in modalities]
     images = [picture(files(m["name"], sample_id), g) for m, g in zip(modalities, grids)]
+    # The paper's pairing: the top synergistic pairs by SII, the top redundant ones by RG (when probed).
     top = [(int(positions[0][a]), int(positions[1][b]), kind)
-           for values, kind, count in ((sii, "synergy", 3), (rg, "redundancy", 2))
-           for a, b in zip(*np.unravel_index(np.argsort(-values, axis=None)[:count], values.shape))]
-    return figures.interaction_example(sii, rg, *labels, names, path, title, images, top, grids)
+           for kind, name, count in (("synergy", PLANTED["synergy"], 3), ("redundancy", PLANTED["redundancy"], 2))
+           if name in tensors
+           for a, b in zip(*np.unravel_index(np.argsort(-tensors[name][e], axis=None)[:count], tensors[name][e].shape))]
+    return figures.interaction_example(matrices, *labels, names, path, title, images, top, grids)
 
 
 def token_label(position: int, grid) -> str:
@@ -279,7 +284,8 @@ def headline(run: RunOutputs, sections: list[Section]) -> dict:
     claims.<status>:                                          verdicts per status (not_supported, ...)
     <dataset>.<model>.test_<selection metric>:                mean over seeds
     <dataset>.<model>.comprehensiveness_gap, gini:            attributed models
-    <dataset>.<model>.mean_abs_sii, synergy_precision@1, ...: probed models (precision on planted data only)
+    <dataset>.<model>.mean_abs_<index>, synergy_precision@1, ...: probed models, every probed index
+                                                              (precision on planted data only)
     <dataset>.<model>.budget_<b>.<ranking>_vs_random_candidates: ablated models, every budget of ablate.budgets:
                                                               mean ranked - random-candidate drop
     """
@@ -299,7 +305,7 @@ def headline(run: RunOutputs, sections: list[Section]) -> dict:
                 entry["gini"] = attribution["concentration"]["whole"]["gini"]["mean"]
             probe = run.metrics("probe", key)
             if probe is not None:
-                entry["mean_abs_sii"] = probe["mean_abs_sii"]
+                entry |= {key: value for key, value in probe.items() if key.startswith("mean_abs_")}
                 for name in ("synergy_precision@1", "redundancy_precision@1"):
                     if "recovery" in probe:
                         entry[name] = probe["recovery"][name]
@@ -307,7 +313,7 @@ def headline(run: RunOutputs, sections: list[Section]) -> dict:
             if ablate is not None:
                 for key in map(budget_key, summary_budgets(ablate)):
                     entry[key] = {f"{ranking}_vs_random_candidates": ablate[key][ranking]["vs_random_candidates"][
-                        "difference"] for ranking in RANKINGS}
+                        "difference"] for ranking in summary_rankings(ablate)}
             summary.setdefault(dataset, {})[model] = entry
     return summary
 

@@ -129,28 +129,29 @@ def short_map_name(name: str) -> str:
     return f"{model} {rest.split('_', 1)[1] if rest.startswith('expert') else rest}"
 
 
-def interaction_matrices(sii: np.ndarray, rg: np.ndarray, labels_a: list[str], labels_b: list[str],
+def interaction_matrices(matrices: dict[str, np.ndarray], labels_a: list[str], labels_b: list[str],
                          names: tuple[str, str], axes) -> None:
-    """SII and RG [n_a, n_b] heatmaps of one example on two axes, diverging around zero."""
-    for ax, values, name in zip(axes, (sii, rg), ("SII (synergy > 0)", "RG (redundancy > 0)")):
+    """{panel title: [n_a, n_b] index values} of one example as heatmaps, one axis each, diverging around zero."""
+    for ax, (name, values) in zip(axes, matrices.items()):
         bound = max(np.abs(values).max(), 1e-12)
         sns.heatmap(values, ax=ax, cmap="RdBu_r", vmin=-bound, vmax=bound, xticklabels=labels_b,
                     yticklabels=labels_a, cbar_kws={"shrink": 0.8}, square=True)
         ax.set(title=name, xlabel=f"{names[1]} token", ylabel=f"{names[0]} token")
 
 
-def interaction_example(sii: np.ndarray, rg: np.ndarray, labels_a: list[str], labels_b: list[str],
+def interaction_example(matrices: dict[str, np.ndarray], labels_a: list[str], labels_b: list[str],
                         names: tuple[str, str], path: Path, title: str, images: list[np.ndarray] | None = None,
                         top_pairs: list[tuple[int, int, str]] | None = None,
                         grids: list[tuple[int, int]] | None = None) -> Path:
-    """SII and RG matrices of one example; with `images` (two modalities' pictures), also the top pairs
-    drawn as lines between the patch centres. top_pairs: (token in a, token in b, "synergy" | "redundancy")."""
-    panels = 3 if images is not None else 2
+    """The probed indices' matrices of one example ({panel title: [n_a, n_b]}, `interaction_matrices`); with
+    `images` (two modalities' pictures), also the top pairs drawn as lines between the patch centres in a
+    last panel. top_pairs: (token in a, token in b, "synergy" | "redundancy")."""
+    panels = len(matrices) + (images is not None)
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.4),
-                             gridspec_kw={"width_ratios": [1, 1, 1.1][:panels]})
-    interaction_matrices(sii, rg, labels_a, labels_b, names, axes[:2])
+                             gridspec_kw={"width_ratios": [1] * len(matrices) + [1.1] * (images is not None)})
+    interaction_matrices(matrices, labels_a, labels_b, names, axes[:len(matrices)])
     if images is not None:
-        ax = axes[2]
+        ax = axes[-1]
         (image_a, image_b), gap = images, 12
         height, width_a = image_a.shape[:2]
         offset = width_a + gap

@@ -10,7 +10,8 @@ import html
 import math
 from dataclasses import dataclass
 
-from fli2moe.ablation import RANKINGS, SELECTIONS, budget_key, summary_budgets
+from fli2moe.ablation import SELECTIONS, budget_key, summary_budgets, summary_rankings
+from fli2moe.interactions import INDICES
 from fli2moe.report.outputs import RunOutputs
 from fli2moe.task_metrics import seed_values
 
@@ -170,18 +171,24 @@ def specificity_table(run: RunOutputs, dataset: str) -> Table:
 
 
 def probe_table(run: RunOutputs, dataset: str) -> Table:
+    """One row per probed model; a mean |index| column per index probed by any of them (registry order)."""
+    models = run.explained(dataset, "probe")
+    metrics = {model: run.metrics("probe", f"{dataset}-{model}") for model in models}
+    indices = [name for name in INDICES if any(f"mean_abs_{name}" in m for m in metrics.values())]
     rows = []
-    for model in run.explained(dataset, "probe"):
-        metrics = run.metrics("probe", f"{dataset}-{model}")
+    for model in models:
         timing = run.timing("probe", f"{dataset}-{model}") or {}
-        rows.append([model, metrics["estimator"], str(metrics["examples"]), number(metrics["mean_candidates"], 1),
-                     str(metrics["pairs"]), number(metrics["mean_abs_sii"], 4), number(metrics["mean_abs_rg"], 4),
-                     number(metrics["significant_share"], 2), number(metrics["mean_evaluations"], 0),
+        m = metrics[model]
+        rows.append([model, m["estimator"], str(m["examples"]), number(m["mean_candidates"], 1), str(m["pairs"]),
+                     *(number(m.get(f"mean_abs_{name}"), 4) for name in indices),
+                     number(m.get("significant_share"), 2), number(m["mean_evaluations"], 0),
                      number(timing.get("seconds_per_example"), 2)])
     return Table(f"{dataset}: interaction probes on cross-modal candidate pairs",
-                 ["model", "estimator", "examples", "candidates", "pairs", "mean |SII|", "mean |RG|",
-                  "share |SII| > 1.96 SE", "evaluations / example", "s / example"], rows,
-                 "SII and RG in units of the game's value (probe.quantity).", align_left=2)
+                 ["model", "estimator", "examples", "candidates", "pairs",
+                  *(f"mean |{name.upper()}|" for name in indices), "share |SII| > 1.96 SE", "evaluations / example",
+                  "s / example"], rows,
+                 f"{', '.join(name.upper() for name in indices)} in units of the game's value (probe.quantity).",
+                 align_left=2)
 
 
 def recovery_table(run: RunOutputs, dataset: str) -> Table:
@@ -211,7 +218,7 @@ def ablation_table(run: RunOutputs, dataset: str) -> Table:
     for model in run.explained(dataset, "ablate"):
         metrics = run.metrics("ablate", f"{dataset}-{model}")
         for budget in summary_budgets(metrics):
-            for ranking in RANKINGS:
+            for ranking in summary_rankings(metrics):
                 drops = metrics[budget_key(budget)][ranking]
                 for random in SELECTIONS[1:]:
                     ranked, c = drops["ranked"], drops[f"vs_{random}"]
