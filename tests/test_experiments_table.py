@@ -12,8 +12,9 @@ def rev(rev, name, summary, params):
 
 PARAMS = {"seed": 42, "moe": {"num_experts": 4, "tau": 2.0}, "train": {"lr": 0.0003, "seeds": [0, 1, 2]}}
 SUMMARY = {"claims": {"supported": 7, "mixed": 4, "not_supported": 4, "inconclusive": 1},
-           "enrico": {"fl_i2moe": {"test_accuracy": 0.5057, "gini": 0.317,
-                                   "budget_3": {"sii_vs_random_candidates": -0.5, "rg_vs_random_candidates": 0.5},
+           "enrico": {"fl_i2moe": {"test_accuracy": 0.5057, "gini": 0.317, "mean_abs_sii": 0.002, "mean_abs_bii": 0.003,
+                                   "budget_3": {"sii_vs_random_candidates": -0.5, "rg_vs_random_candidates": 0.5,
+                                                "bii_vs_random_candidates": 0.25},
                                    "budget_10": {"sii_vs_random_candidates": -0.9, "rg_vs_random_candidates": 0.9}},
                       "moe_plain": {"test_accuracy": 0.524}}}
 
@@ -38,7 +39,8 @@ def test_figures_take_the_smallest_budget_by_number_not_by_text():
     frame = figures(experiments(show_json()))
     assert len(frame) == 6  # three experiments with a summary x two models
     row = frame[(frame.experiment == "five-experts") & (frame.model == "fl_i2moe")].iloc[0]
-    assert (row["acc"], row["gini"], row["sii@3"], row["rg@3"]) == (0.5057, 0.317, -0.5, 0.5)
+    assert (row["acc"], row["gini"], row["sii@3"], row["rg@3"], row["bii@3"]) == (0.5057, 0.317, -0.5, 0.5, 0.25)
+    assert (row["|sii|"], row["|bii|"]) == (0.002, 0.003)
     assert frame[frame.model == "moe_plain"]["gini"].isna().all()
 
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-# summary.json key (under <dataset>.<model>) -> column; budget keys are added per run (see `figures`).
+# summary.json key (under <dataset>.<model>) -> column; the probed indices' columns are added per run
+# (mean_abs_<index> -> |<index>|, budget_<b>.<index>_vs_random_candidates -> <index>@<b>, see `figures`).
 FIGURES = {"test_accuracy": "acc", "test_macro_f1": "macro_f1", "comprehensiveness_gap": "comp_gap",
-           "gini": "gini", "mean_abs_sii": "|sii|", "synergy_precision@1": "syn_p@1",
-           "redundancy_precision@1": "red_p@1"}
+           "gini": "gini", "synergy_precision@1": "syn_p@1", "redundancy_precision@1": "red_p@1"}
 VERDICTS = ("supported", "mixed", "not_supported", "inconclusive")
 
 
@@ -70,8 +70,9 @@ def verdict_table(records: list[dict]) -> pd.DataFrame:
 
 
 def figures(records: list[dict]) -> pd.DataFrame:
-    """One row per (experiment, dataset, model): the FIGURES plus ranked - random-candidate pair-masking gains
-    at the smallest budget (sii@b, rg@b); blank where a model has no such figure."""
+    """One row per (experiment, dataset, model): the FIGURES, each probed index's mean |value| and its ranked -
+    random-candidate pair-masking gain at the smallest budget (sii@b, rg@b, ...); blank where a model has no
+    such figure."""
     rows = []
     for r in records:
         for dataset, models in (r["summary"] or {}).items():
@@ -80,11 +81,13 @@ def figures(records: list[dict]) -> pd.DataFrame:
             for model, entry in models.items():
                 row = {"experiment": r["name"], "dataset": dataset, "model": model}
                 row.update({column: entry[key] for key, column in FIGURES.items() if key in entry})
+                row.update({f"|{key.removeprefix('mean_abs_')}|": value for key, value in entry.items()
+                            if key.startswith("mean_abs_")})
                 budgets = sorted((k for k in entry if k.startswith("budget_")), key=lambda k: int(k.split("_")[1]))
                 if budgets:
                     b = budgets[0].split("_")[1]
-                    row[f"sii@{b}"] = entry[budgets[0]]["sii_vs_random_candidates"]
-                    row[f"rg@{b}"] = entry[budgets[0]]["rg_vs_random_candidates"]
+                    row.update({f"{key.removesuffix('_vs_random_candidates')}@{b}": value
+                                for key, value in entry[budgets[0]].items()})
                 rows.append(row)
     return pd.DataFrame(rows)
 
