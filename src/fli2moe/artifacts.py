@@ -6,7 +6,7 @@ written with sorted keys; safetensors without metadata, so identical content giv
 
 Temporaries live in the scratch folder `.tmp/` at the repository root (git and DVC ignore it), never
 beside their target: a stage killed with -9 leaves its temporaries behind, and one left inside a
-tracked folder (features/, models/, metrics/) would enter the hash of every stage depending on it,
+tracked folder (features/, checkpoints/, metrics/) would enter the hash of every stage depending on it,
 while `dvc repro` restoring that stage from the run-cache would never remove it. Each temporary is
 named after its target and locked while its writer runs, so the next write of the same target
 recognises the stale ones (unlocked) and removes them. Outputs get the ordinary modes (0666 / 0777
