@@ -24,7 +24,7 @@ from fli2moe.faithfulness import (
 )
 from fli2moe.masking import baseline_vectors, masked_scores, remove_tokens, target_labels, target_score
 from fli2moe.models import DenseConfig, FLI2MoEConfig, ModalitySpec, ModelOutput, build_model
-from fli2moe.training import SplitTensors
+from fli2moe.features import SplitTensors
 
 MODALITIES = [ModalitySpec("a", dim=5, tokens=4), ModalitySpec("b", dim=4, tokens=5)]
 T, H = 9, 8

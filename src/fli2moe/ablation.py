@@ -48,7 +48,7 @@ from scipy.stats import rankdata, wilcoxon
 from torch import Tensor
 
 from fli2moe.faithfulness import bootstrap_ci
-from fli2moe.masking import DEFAULT_MAX_BATCH, evaluating, masked_forward, target_score
+from fli2moe.masking import DEFAULT_MAX_ROWS, evaluating, masked_forward, target_score
 from fli2moe.task_metrics import task_metrics
 
 RANKINGS = ("sii", "rg")
@@ -125,7 +125,7 @@ def example_masks(mask: np.ndarray, slices: Sequence[slice], slots_a: np.ndarray
 
 @torch.no_grad()
 def masked_logits(model, projected: Tensor, mask: Tensor, keeps: Tensor, baseline: Tensor,
-                  max_batch: int = DEFAULT_MAX_BATCH) -> Tensor:
+                  max_batch: int = DEFAULT_MAX_ROWS) -> Tensor:
     """logits [B, K, C] of the model on remove(x_b, keeps[b, k]): projected [B, T, H], mask [B, T],
     keeps [B, K, T] bool, baseline [T, H].
 
@@ -164,7 +164,7 @@ class Ablation:
 
 def pair_ablation(model, projected: Tensor, mask: Tensor, target: Tensor, baseline: Tensor, task: str,
                   probe: Mapping[str, Tensor], budgets: Sequence[int], random_repeats: int = 20, seed: int = 0,
-                  quantity: str = "prob", max_batch: int = DEFAULT_MAX_BATCH) -> Ablation:
+                  quantity: str = "prob", max_batch: int = DEFAULT_MAX_ROWS) -> Ablation:
     """Ranked and random pair removal for N examples (module docstring), all masks in one batched pass.
 
     projected [N, T, H], mask [N, T], target [N, C] bool (fixed on the unmasked input), baseline [T, H];

@@ -26,9 +26,9 @@ from fli2moe.faithfulness import (
     expert_names,
     own_modality_share,
 )
-from fli2moe.features import read_manifest
+from fli2moe.checkpoints import load_trained_model
+from fli2moe.features import load_split_tensors, read_manifest
 from fli2moe.masking import baseline_vectors, target_labels
-from fli2moe.training import load_split_tensors, load_trained_model
 
 
 @dataclass

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from fli2moe.interactions import Game, PairInteractions, exact, montecarlo
-from fli2moe.masking import DEFAULT_MAX_BATCH, masked_scores, modality_ids
+from fli2moe.masking import DEFAULT_MAX_ROWS, masked_scores, modality_ids
 
 ESTIMATORS = ("exact", "montecarlo")
 PLANTED = {"synergy": "sii", "redundancy": "rg"}  # planted mechanism -> the index that should rank it first
@@ -44,7 +44,7 @@ GAME_CALL_ROWS = 1 << 16
 
 def coalition_game(model, projected: Tensor, mask: Tensor, target: Tensor, candidates, baseline: Tensor,
                    task: str, quantity: str = "logit",
-                   max_batch: int = DEFAULT_MAX_BATCH) -> tuple[Game, Tensor]:
+                   max_batch: int = DEFAULT_MAX_ROWS) -> tuple[Game, Tensor]:
     """The game of one example over its candidate tokens, and the candidates' modality ids.
 
     projected [T, H], mask [T], target [C] bool, candidates [n] distinct real token slots, baseline [T, H].
@@ -152,7 +152,7 @@ def example_seed(seed: int, index: int) -> int:
 def probe_examples(model, projected: Tensor, mask: Tensor, targets: Tensor, maps: Tensor, baseline: Tensor,
                    task: str, candidates_per_modality: int | str, estimator: str = "montecarlo",
                    num_contexts: int = 256, rg_keep: float = 1.0, seed: int = 0, quantity: str = "logit",
-                   max_batch: int = DEFAULT_MAX_BATCH, scheme: str = "outside",
+                   max_batch: int = DEFAULT_MAX_ROWS, scheme: str = "outside",
                    indices: Sequence[int] | None = None) -> list[ProbeResult]:
     """SII and RG of the cross-modal candidate pairs of N examples, one `ProbeResult` each.
 
