@@ -30,12 +30,13 @@ class TrainingError(ValueError):
 
 
 def model_config(name: str, manifest: dict, model_params, moe_params):
-    """The model's config dataclass from a feature-set manifest and the `model` and `moe` params: each field of
-    the registered config that one of the two sections holds (the others keep the config's default)."""
+    """The model's config dataclass from a feature-set manifest and the `model` and `moe` params (None for a model
+    without moe fields): each field of the registered config that one of the sections holds (the others keep the
+    config's default)."""
     modalities = [ModalitySpec(m["name"], m["dim"], m["tokens"]) for m in manifest["modalities"]]
     config_class = MODELS[name].config
     names = {f.name for f in fields(config_class)}
-    sections = {**vars(model_params), **vars(moe_params)}
+    sections = {**vars(model_params), **(vars(moe_params) if moe_params is not None else {})}
     return config_class(modalities=modalities, num_classes=len(manifest["label_names"]),
                         **{k: v for k, v in sections.items() if k in names})
 
