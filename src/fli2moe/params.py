@@ -35,7 +35,6 @@ from fli2moe.validation import positive_int as _positive_int
 from fli2moe.validation import positive_number as _positive_number
 
 KNOWN_MODELS = MODELS.names
-__all__ = ["KNOWN_MODELS", "Params", "ParamsError", "load_params"]
 
 
 def _encoder(key: str, value: Any, known: tuple[str, ...]) -> None:
