@@ -17,17 +17,13 @@ from safetensors.torch import load_file
 from fli2moe.ablation import ablation_summary, ablation_table, pair_ablation, plot_rows
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
 from fli2moe.explaining import explained_examples, read_skipped, write_skipped
-from fli2moe.features import FeatureSetError
-from fli2moe.params import ParamsError
-from fli2moe.runtime import load_stage_params
-from fli2moe.stage_args import model_stage_arguments
+from fli2moe.stage_args import open_stage, refusals
 
 
 def main() -> int:
-    args = model_stage_arguments(__doc__)
+    args, params = open_stage("ablate", __doc__, model=True)
     key = args.key
-    try:
-        params = load_stage_params(args.params)
+    with refusals(args.label):
         probe = load_file(f"results/probe/{key}/interactions.safetensors")
         probed = read_skipped(f"results/probe/{key}/skipped.json")
         ex = explained_examples(args.dataset, args.model, params.explain, probed["examples"])
@@ -36,9 +32,6 @@ def main() -> int:
         if probe["index"].tolist() != ex.index.tolist():
             raise ValueError(f"results/probe/{key} covers test examples {probe['index'].tolist()[:5]}..., "
                              f"not the first {len(ex.index)}: re-run the probe stage")
-    except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
-        print(f"ablate {key}: {e}", file=sys.stderr)
-        return 2
     config, task = params.ablate, ex.manifest["task"]
 
     start = time.perf_counter()

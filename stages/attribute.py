@@ -1,7 +1,7 @@
 """attribute@<dataset>-<model>: expert-wise token maps, top-K% faithfulness, concentration, specificity.
 
 -> results/attribution/<key>/ (maps.safetensors, faithfulness.parquet, concentration.parquet, skipped.json),
-   metrics/attribution/<key>.json, metrics/attribution/curves/<key>.csv (DVC plots).
+   metrics/attribution/<key>.json, metrics/attribution/curves/<key>.csv (DVC plots), timing/attribution/<key>.json.
 """
 
 import logging
@@ -16,23 +16,16 @@ from fli2moe.attribution import attribute
 from fli2moe.explaining import (attribution_metrics, concentration_table, explained_examples, faithfulness_curves,
                                 write_skipped)
 from fli2moe.faithfulness import faithfulness
-from fli2moe.features import FeatureSetError
-from fli2moe.params import ParamsError
-from fli2moe.runtime import load_stage_params
-from fli2moe.stage_args import model_stage_arguments
+from fli2moe.stage_args import open_stage, refusals
 
 ATTRIBUTION_BATCH = 16  # examples per attribution pass: bounds the memory of the retained graphs
 
 
 def main() -> int:
-    args = model_stage_arguments(__doc__)
+    args, params = open_stage("attribute", __doc__, model=True)
     key = args.key
-    try:
-        params = load_stage_params(args.params)
+    with refusals(args.label):
         ex = explained_examples(args.dataset, args.model, params.explain, params.attribution.examples)
-    except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
-        print(f"attribute {key}: {e}", file=sys.stderr)
-        return 2
     config, task = params.attribution, ex.manifest["task"]
 
     start = time.perf_counter()
@@ -54,7 +47,7 @@ def main() -> int:
     metrics = attribution_metrics(faith, table, config.bootstrap, params.seed)
     write_json(f"metrics/attribution/{key}.json", {"method": config.method, **metrics, "skipped": len(ex.skipped)})
     write_csv(f"metrics/attribution/curves/{key}.csv", faithfulness_curves(faith))
-    write_json(f"timing/attribute/{key}.json", {
+    write_json(f"timing/attribution/{key}.json", {
         "seconds_maps_per_example": seconds_maps / len(ex.index), "seconds_total": seconds_total})
     whole = {k: v for k, v in metrics["faithfulness"].items() if k.startswith("whole/")}
     for name, row in whole.items():

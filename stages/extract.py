@@ -1,66 +1,52 @@
 """extract@<dataset>: frozen encoders -> features/<dataset>/ (the feature-set contract, docs/design.md section 3)."""
 
-import argparse
 import logging
 import resource
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from fli2moe.artifacts import write_json
-from fli2moe.datasets import DataError, load_dataset
-from fli2moe.datasets.custom import import_feature_set
-from fli2moe.datasets.synthetic import write_synthetic_feature_set
-from fli2moe.encoders import EncoderError, load_encoder
+from fli2moe.datasets import RawDataset
+from fli2moe.encoders import load_encoder
 from fli2moe.extraction import extract_feature_set
 from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError
-from fli2moe.runtime import load_stage_params, pick_device
+from fli2moe.runtime import pick_device
+from fli2moe.stage_args import open_stage, refusals
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+def options(parser) -> None:
     parser.add_argument("--out", help="feature-set folder (default: features/<dataset>)")
     parser.add_argument("--metrics-dir", default="metrics", help="writes <dir>/extract/<dataset>.json")
     parser.add_argument("--timing-dir", default="timing", help="writes <dir>/extract/<dataset>.json")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+
+def main() -> int:
+    args, params = open_stage("extract", __doc__, options=options)
     out = args.out or f"features/{args.dataset}"
-    # synthetic is generated and custom imported as a finished feature set: no raw data, no encoder.
-    synthetic, custom = args.dataset == "synthetic", args.dataset == "custom"
-    try:
-        params = load_stage_params(args.params)
+    with refusals(args.label):
         if args.dataset not in params.datasets:
             raise ParamsError(f"--dataset {args.dataset!r} is not in datasets: {params.datasets}")
-        if not (synthetic or custom):
+        section = params.data[args.dataset]
+        # A raw dataset goes through the frozen encoders; the others (generated, imported) write their features.
+        if isinstance(section, RawDataset):
             device = pick_device(params.device)
-            dataset = load_dataset(args.dataset, params)
+            dataset = section.load()
             encoders = {}
             for modality in dataset.modalities:  # one encoder per kind, shared by the modalities of that kind
                 shared = next((e for e in encoders.values() if e.kind == modality.kind), None)
                 encoders[modality.name] = shared or load_encoder(modality.kind, params.extract).to(device)
-    except (ParamsError, DataError, EncoderError) as e:
-        print(f"extract: {e}", file=sys.stderr)
-        return 2
 
     torch.manual_seed(params.seed)
     start = time.perf_counter()
-    try:
-        if synthetic:
-            manifest = write_synthetic_feature_set(params.data["synthetic"], out)
-        elif custom:
-            manifest = import_feature_set(params.data["custom"].root, out)
-        else:
+    with refusals(args.label, (FeatureSetError,)):
+        if isinstance(section, RawDataset):
             manifest = extract_feature_set(dataset, encoders, out, params.extract.batch_size,
                                            params.extract.num_workers, device)
-    except FeatureSetError as e:
-        print(f"extract: {e}", file=sys.stderr)
-        return 2
+        else:
+            manifest = section.write_features(out)
     return finish(args, manifest, time.perf_counter() - start)
 
 

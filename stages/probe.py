@@ -13,20 +13,17 @@ from safetensors.torch import load_file, save_file
 
 from fli2moe.artifacts import atomic_folder, write_json
 from fli2moe.explaining import explained_examples, read_skipped, write_skipped
-from fli2moe.features import FeatureSetError
 from fli2moe.params import ParamsError
-from fli2moe.runtime import load_stage_params
-from fli2moe.stage_args import model_stage_arguments
+from fli2moe.stage_args import open_stage, refusals
 from fli2moe.interactions import check_indices
 from fli2moe.probing import (check_pair_modalities, interaction_tensors, pair_rows, probe_examples, probe_metrics,
                              recovery_metrics, split_degenerate)
 
 
 def main() -> int:
-    args = model_stage_arguments(__doc__)
+    args, params = open_stage("probe", __doc__, model=True)
     key = args.key
-    try:
-        params = load_stage_params(args.params)
+    with refusals(args.label):
         config = params.probe.for_dataset(args.dataset)
         maps = load_file(f"results/attribution/{key}/maps.safetensors")
         covered = read_skipped(f"results/attribution/{key}/skipped.json")["examples"]
@@ -36,9 +33,6 @@ def main() -> int:
         ex = explained_examples(args.dataset, args.model, params.explain, config.examples or covered)
         check_pair_modalities(ex.manifest)
         indices = check_indices(config.indices)
-    except (ParamsError, FeatureSetError, ValueError, FileNotFoundError) as e:
-        print(f"probe {key}: {e}", file=sys.stderr)
-        return 2
     # Both stages skip the same examples (explained_examples), so every probed one has a map.
     row = {index: r for r, index in enumerate(maps["index"].tolist())}
     whole = maps["whole"][[row[index] for index in ex.index.tolist()]]

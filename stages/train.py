@@ -7,37 +7,28 @@ import torch
 from safetensors.torch import save_file
 
 from fli2moe.artifacts import atomic_folder, write_csv, write_json
-from fli2moe.features import FeatureSetError, read_manifest
+from fli2moe.features import load_split_tensors, read_manifest
 from fli2moe.models import build_model, num_parameters
-from fli2moe.params import ParamsError
-from fli2moe.runtime import load_stage_params, pick_device
-from fli2moe.stage_args import model_stage_arguments
+from fli2moe.runtime import pick_device
+from fli2moe.stage_args import open_stage, refusals
 from fli2moe.task_metrics import aggregate, per_seed
-from fli2moe.training import TrainingError, load_split_tensors, model_config, train_seed
+from fli2moe.training import TrainingError, model_config, train_seed
 
 
 def main() -> int:
-    args = model_stage_arguments(__doc__)
+    args, params = open_stage("train", __doc__, model=True)
     key = args.key
-
-    try:
-        params = load_stage_params(args.params)
+    with refusals(args.label):
         device = pick_device(params.device)
         manifest = read_manifest(f"features/{args.dataset}")
         config = model_config(args.model, manifest, params.model, params.moe)
         splits = {s: load_split_tensors(f"features/{args.dataset}", s, manifest) for s in ("train", "val", "test")}
-    except (ParamsError, FeatureSetError, ValueError) as e:
-        print(f"train {key}: {e}", file=sys.stderr)
-        return 2
     torch.use_deterministic_algorithms(True)
 
     train_params = params.train.for_dataset(args.dataset)
-    try:
+    with refusals(args.label, (TrainingError,)):  # nothing is written: a diverged seed invalidates the run
         runs = [train_seed(args.model, config, splits, manifest["task"], train_params, seed, device)
                 for seed in train_params.seeds]
-    except TrainingError as e:  # nothing is written: a diverged seed invalidates the run
-        print(f"train {key}: {e}", file=sys.stderr)
-        return 2
 
     with atomic_folder(f"checkpoints/{key}") as folder:
         write_json(folder / "config.json", {"model": args.model, "dataset": args.dataset,

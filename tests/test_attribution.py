@@ -24,7 +24,7 @@ from fli2moe.faithfulness import (
 )
 from fli2moe.masking import baseline_vectors, masked_scores, remove_tokens, target_labels, target_score
 from fli2moe.models import DenseConfig, FLI2MoEConfig, ModalitySpec, ModelOutput, build_model
-from fli2moe.training import SplitTensors
+from fli2moe.features import SplitTensors
 
 MODALITIES = [ModalitySpec("a", dim=5, tokens=4), ModalitySpec("b", dim=4, tokens=5)]
 T, H = 9, 8
@@ -183,7 +183,7 @@ def test_targets_and_scores():
 
 # --- attributions: known answers ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS.names)
 def test_a_model_that_reads_one_token_gets_it_ranked_first_and_maximal_comprehensiveness(method):
     reads = [6]  # a token of modality b, real in every example
     model = SpotModel(reads, [1.0], roster=[("dense", None)])
@@ -242,7 +242,7 @@ def test_rollout_with_uniform_attention_and_symmetric_tokens_is_uniform_on_real_
     assert maps.whole[0, :4].std() > 1e-4
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS.names)
 @pytest.mark.parametrize("expert", [0, 2])
 def test_one_hot_routing_gives_that_experts_map_as_the_whole_map(method, expert):
     model = make_model()
@@ -288,7 +288,7 @@ def test_integrated_gradients_are_complete():
     torch.testing.assert_close(maps.delta.sum(1), maps.whole.sum(1) - difference, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS.names)
 def test_a_batch_gives_the_maps_of_its_examples_one_by_one(method):
     model = make_model()
     projected, mask = make_inputs()

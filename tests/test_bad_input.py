@@ -23,7 +23,8 @@ from fli2moe.interactions import exact, montecarlo
 from fli2moe.models import build_model
 from fli2moe.params import ParamsError, load_params
 from fli2moe.probing import game_degeneracy
-from fli2moe.training import TrainingError, load_split_tensors, model_config, train_seed
+from fli2moe.features import load_split_tensors
+from fli2moe.training import TrainingError, model_config, train_seed
 from conftest import REPO, stage_env, write_feature_set
 
 pytestmark = pytest.mark.usefixtures("one_thread")

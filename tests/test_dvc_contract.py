@@ -12,7 +12,8 @@ from conftest import REPO
 SRC = REPO / "src"
 # Imported by every stage, deliberately not a dependency: params.py only validates params.yaml, whose values are
 # dependencies through each stage's `params:` list (a new params section must not re-run everything), and the
-# package's __init__ holds its docstring and version.
+# package's __init__ holds its docstring and version. What params.py imports only to validate (the registries of
+# names) is not followed either: a stage depends on such a module when it imports it itself.
 NOT_DEPENDENCIES = {"src/fli2moe/params.py", "src/fli2moe/__init__.py"}
 
 
@@ -47,7 +48,8 @@ def import_closure(script: Path) -> set[str]:
         path = todo.pop()
         if path not in seen:
             seen.add(path)
-            todo.extend(imported_files(path) - seen)
+            if str(path.relative_to(REPO)) not in NOT_DEPENDENCIES:
+                todo.extend(imported_files(path) - seen)
     return {str(p.relative_to(REPO)) for p in seen if SRC in p.parents}
 
 

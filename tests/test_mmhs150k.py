@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from fli2moe.datasets import DataError, load_dataset
+from fli2moe.datasets import DataError
 from fli2moe.datasets.mmhs150k import clean_text, hate_label, load_mmhs150k, read_ids
 from fli2moe.params import Params, ParamsError, load_params
 from conftest import REPO
@@ -95,7 +95,7 @@ def test_max_per_split_keeps_the_head_of_each_split(fixture, load):
 
 def test_load_dataset_dispatches_by_name(fixture, raw_params):
     raw_params["data"]["mmhs150k"]["root"] = str(fixture.root)
-    data = load_dataset("mmhs150k", Params.from_dict(raw_params))
+    data = Params.from_dict(raw_params).data["mmhs150k"].load()
     assert data.name == "mmhs150k" and len(data.modalities) == 2
 
 

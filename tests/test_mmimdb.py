@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from fli2moe.datasets import DataError, load_dataset
+from fli2moe.datasets import DataError
 from fli2moe.datasets.mmimdb import GENRES, load_mmimdb, read_split
 from fli2moe.params import Params, ParamsError, load_params
 from conftest import REPO
@@ -74,7 +74,7 @@ def test_max_per_split_keeps_the_head_of_each_split(fixture, mmimdb_params, data
 
 def test_load_dataset_dispatches_by_name(fixture, raw_params):
     raw_params["data"]["mmimdb"]["root"] = str(fixture.root)
-    assert load_dataset("mmimdb", Params.from_dict(raw_params)).name == "mmimdb"
+    assert Params.from_dict(raw_params).data["mmimdb"].load().name == "mmimdb"
 
 
 def test_missing_root_or_split_file_names_the_path_and_how_to_get_it(tmp_path, mmimdb_params):

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from fli2moe.ablation import budget_key, summary_budgets
 from fli2moe.datasets.mmimdb import GENRES
 from fli2moe.features import read_manifest
-from fli2moe.training import load_split_tensors, load_trained_model
+from fli2moe.checkpoints import load_trained_model
+from fli2moe.features import load_split_tensors
 from conftest import assert_scalar_metrics, make_dvc_repo, run
 from make_fixtures import make_mmimdb
 

@@ -13,7 +13,8 @@ from fli2moe.params import load_params
 from fli2moe.task_metrics import aggregate, mean_std, task_metrics
 from fli2moe.masking import modality_ids
 from fli2moe.models import build_model
-from fli2moe.training import drop_tokens, load_split_tensors, model_config, train_seed
+from fli2moe.features import load_split_tensors
+from fli2moe.training import drop_tokens, model_config, train_seed
 from conftest import REPO, assert_scalar_metrics, stage_env, write_feature_set
 
 

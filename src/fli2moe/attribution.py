@@ -42,15 +42,16 @@ example b's inputs is that of example b's own objective.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from captum.attr import IntegratedGradients
 from torch import Tensor
 
 from fli2moe.masking import evaluating, target_logit
-
-METHODS = ("attn_grad_rollout", "grad_x_input", "integrated_gradients")
+from fli2moe.registry import Registry
 
 
 @dataclass
@@ -66,6 +67,42 @@ class Attributions:
         return whole if self.expert.shape[1] == 1 else torch.cat([whole, self.expert], 1)
 
 
+class ForwardPass(NamedTuple):
+    """One forward pass of a batch that a method explains: x [B, T, H] (requires grad), mask [B, T],
+    target [B, C] bool, out (the model's output, with attentions when the method asks for them), weights [B, E]
+    (held constant), y [B, E] = mean target logit of each expert, contributions [B, E] = weights * y."""
+    model: object
+    x: Tensor
+    mask: Tensor
+    target: Tensor
+    out: object
+    weights: Tensor
+    y: Tensor
+    contributions: Tensor
+
+
+@dataclass(frozen=True)
+class AttributionMethod:
+    """An entry of `METHODS`: `maps(forward, baseline, n_steps, internal_batch_size)` -> (expert [B, E, T],
+    convergence delta [B, E] or None); `attention`: the forward pass returns the attention probabilities;
+    `baseline`: the method needs the masking baseline [T, H]."""
+    maps: Callable[..., tuple[Tensor, Tensor | None]]
+    attention: bool = False
+    baseline: bool = False
+
+
+METHODS: Registry[AttributionMethod] = Registry("attribution method")
+
+
+def attribution_method(name: str, attention: bool = False, baseline: bool = False):
+    """Decorator: register `maps` (see `AttributionMethod`) as the attribution method `name`."""
+    def add(maps):
+        METHODS.register(name)(AttributionMethod(maps, attention, baseline))
+        return maps
+
+    return add
+
+
 def attribute(model, projected: Tensor, mask: Tensor, target: Tensor, method: str = "attn_grad_rollout",
               baseline: Tensor | None = None, n_steps: int = 32, internal_batch_size: int | None = None,
               batch_size: int | None = None) -> Attributions:
@@ -77,11 +114,10 @@ def attribute(model, projected: Tensor, mask: Tensor, target: Tensor, method: st
     examples do not interact, so the maps do not depend on it. Eval mode inside; the model's mode is
     restored after.
     """
-    if method not in METHODS:
-        raise ValueError(f"attribution method must be one of {list(METHODS)}, got {method!r}")
-    if method == "integrated_gradients" and baseline is None:
-        raise ValueError("integrated_gradients needs the masking baseline vectors [T, H]")
-    parts = [_attribute_batch(model, projected[chunk], mask[chunk], target[chunk], method, baseline, n_steps,
+    entry = METHODS[method]
+    if entry.baseline and baseline is None:
+        raise ValueError(f"{method} needs the masking baseline vectors [T, H]")
+    parts = [_attribute_batch(model, projected[chunk], mask[chunk], target[chunk], entry, baseline, n_steps,
                               internal_batch_size)
              for chunk in torch.arange(len(projected)).split(batch_size or len(projected))]
     delta = None if parts[0].delta is None else torch.cat([p.delta for p in parts])
@@ -89,26 +125,36 @@ def attribute(model, projected: Tensor, mask: Tensor, target: Tensor, method: st
                         delta)
 
 
-def _attribute_batch(model, projected: Tensor, mask: Tensor, target: Tensor, method: str, baseline: Tensor | None,
-                     n_steps: int, internal_batch_size: int | None) -> Attributions:
+def _attribute_batch(model, projected: Tensor, mask: Tensor, target: Tensor, method: AttributionMethod,
+                     baseline: Tensor | None, n_steps: int, internal_batch_size: int | None) -> Attributions:
     x = projected.detach().requires_grad_()  # [B, T, H]
-    delta = None
     # enable_grad: the maps are gradients even when the caller runs under no_grad.
     with evaluating(model), torch.enable_grad():
-        out = model(x, mask, return_attention=method == "attn_grad_rollout")
+        out = model(x, mask, return_attention=method.attention)
         weights = out.weights.detach()  # [B, E], held constant
         y = target_logit(out.expert_logits, target[:, None])  # [B, E]
         contributions = weights * y
-        if method == "attn_grad_rollout":
-            expert = weights[..., None] * _rollout_maps(out.attentions, y, mask)
-        elif method == "grad_x_input":
-            E = y.shape[1]
-            grads = [torch.autograd.grad(contributions[:, e].sum(), x, retain_graph=e < E - 1)[0] for e in range(E)]
-            expert = torch.stack([(g * x).sum(-1) for g in grads], 1).detach()  # [B, E, T]
-        else:
-            expert, delta = _integrated_gradients(model, x.detach(), mask, target, weights, baseline, n_steps,
-                                                  internal_batch_size)
+        expert, delta = method.maps(ForwardPass(model, x, mask, target, out, weights, y, contributions), baseline,
+                                    n_steps, internal_batch_size)
     return Attributions(expert, expert.sum(1), contributions.detach(), delta)
+
+
+@attribution_method("attn_grad_rollout", attention=True)
+def _attn_grad_rollout(f: ForwardPass, baseline, n_steps, internal_batch_size) -> tuple[Tensor, None]:
+    return f.weights[..., None] * _rollout_maps(f.out.attentions, f.y, f.mask), None
+
+
+@attribution_method("grad_x_input")
+def _grad_x_input(f: ForwardPass, baseline, n_steps, internal_batch_size) -> tuple[Tensor, None]:
+    E = f.y.shape[1]
+    grads = [torch.autograd.grad(f.contributions[:, e].sum(), f.x, retain_graph=e < E - 1)[0] for e in range(E)]
+    return torch.stack([(g * f.x).sum(-1) for g in grads], 1).detach(), None  # [B, E, T]
+
+
+@attribution_method("integrated_gradients", baseline=True)
+def _integrated_gradients_maps(f: ForwardPass, baseline, n_steps, internal_batch_size) -> tuple[Tensor, Tensor]:
+    return _integrated_gradients(f.model, f.x.detach(), f.mask, f.target, f.weights, baseline, n_steps,
+                                 internal_batch_size)
 
 
 def rollout(attentions: list[Tensor], gradients: list[Tensor], mask: Tensor) -> Tensor:

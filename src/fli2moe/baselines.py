@@ -14,8 +14,8 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fli2moe.features import SplitTensors
 from fli2moe.task_metrics import task_metrics
-from fli2moe.training import SplitTensors
 
 
 def mean_pooled(split: SplitTensors, modality: str) -> np.ndarray:

@@ -9,6 +9,9 @@ An encoder has two halves so that decoding overlaps the forward pass:
   `collate` a list of them into a batch);
 - `encode(batch) -> (tokens [B, T, D] float32, mask [B, T] bool)` runs in the main process under
   `torch.inference_mode`.
+
+The built-in encoders are registered in `ENCODERS` by name (`extract.image_encoder`, `extract.text_encoder`);
+`hf:<name-or-path>` takes any Hugging Face vision or text model instead.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +32,29 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 from PIL import Image
 
-from fli2moe.params import check_max_tokens
+from fli2moe.registry import Registry
+from fli2moe.validation import check_max_tokens
 
 
 class EncoderError(ValueError):
     """An encoder that cannot be loaded; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class EncoderEntry:
+    """An entry of `ENCODERS`: the modality `kind` it encodes ("image" | "text"), `build(extract_params)` that
+    loads it, and for a text encoder the most tokens it takes (checked with the params, before any work)."""
+    kind: str
+    build: Callable
+    max_tokens: int | None = None
+
+
+ENCODERS: Registry[EncoderEntry] = Registry("encoder")
+
+
+def encoder_names(kind: str) -> tuple[str, ...]:
+    """The registered encoders of modality `kind`."""
+    return tuple(name for name, entry in ENCODERS.items() if entry.kind == kind)
 
 
 def file_digest(paths: list[Path]) -> str:
@@ -124,6 +146,10 @@ class EfficientNetLite0:
         return tokens.float(), torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
 
 
+ENCODERS.register("efficientnet-lite0")(
+    EncoderEntry("image", lambda extract: EfficientNetLite0(tuple(extract.image_size))))
+
+
 class HFVisionEncoder:
     """A Hugging Face vision transformer (ViT, CLIP or SigLIP vision tower): patch tokens without CLS."""
 
@@ -195,7 +221,7 @@ class TextPreprocessor:
 class HFTextEncoder:
     """A Hugging Face text encoder: last hidden states [B, max_tokens, D] and the attention mask.
 
-    Raises ParamsError when max_tokens exceeds the model's max_position_embeddings.
+    Raises ParamsError (validation.py) when max_tokens exceeds the model's max_position_embeddings.
     """
 
     kind = "text"
@@ -233,17 +259,19 @@ def minilm(max_tokens: int) -> HFTextEncoder:
     return HFTextEncoder("minilm", folder, revision, max_tokens)
 
 
+# 512: the model config's max_position_embeddings
+ENCODERS.register("minilm")(EncoderEntry("text", lambda extract: minilm(extract.max_tokens), max_tokens=512))
+
+
 def load_encoder(kind: str, extract_params):
-    """The frozen encoder for modality `kind` ("image" | "text") named by the `extract` params section."""
+    """The frozen encoder for modality `kind` ("image" | "text") named by the `extract` params section:
+    a registered one by name, else `hf:<name-or-path>`."""
+    if kind not in ("image", "text"):
+        raise EncoderError(f"no encoder for modality kind {kind!r}")
+    spec = extract_params.image_encoder if kind == "image" else extract_params.text_encoder
+    if spec in ENCODERS:
+        return ENCODERS[spec].build(extract_params)
     if kind == "image":
-        spec = extract_params.image_encoder
-        if spec == "efficientnet-lite0":
-            return EfficientNetLite0(tuple(extract_params.image_size))
         return HFVisionEncoder(spec)
-    if kind == "text":
-        spec = extract_params.text_encoder
-        if spec == "minilm":
-            return minilm(extract_params.max_tokens)
-        folder, revision = resolve_hf(spec)
-        return HFTextEncoder(spec, folder, revision, extract_params.max_tokens)
-    raise EncoderError(f"no encoder for modality kind {kind!r}")
+    folder, revision = resolve_hf(spec)
+    return HFTextEncoder(spec, folder, revision, extract_params.max_tokens)

@@ -28,10 +28,10 @@ from fli2moe.faithfulness import (
     expert_names,
     own_modality_share,
 )
-from fli2moe.features import read_manifest
-from fli2moe.masking import (DEFAULT_MAX_BATCH, MaskedScores, baseline_vectors, evaluating, masked_forward,
+from fli2moe.checkpoints import load_trained_model
+from fli2moe.features import load_split_tensors, read_manifest
+from fli2moe.masking import (DEFAULT_MAX_ROWS, MaskedScores, baseline_vectors, evaluating, masked_forward,
                              masked_scores, target_labels, target_score)
-from fli2moe.training import load_split_tensors, load_trained_model
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class ExplanationContext:
     baseline: torch.Tensor
     task: str
     quantity: str
-    max_batch: int = DEFAULT_MAX_BATCH
+    max_batch: int = DEFAULT_MAX_ROWS
 
     def scores(self, projected: torch.Tensor, mask: torch.Tensor, keeps: torch.Tensor,
                target: torch.Tensor) -> MaskedScores:

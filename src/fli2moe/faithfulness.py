@@ -39,7 +39,7 @@ from scipy.special import entr
 from torch import Tensor
 
 from fli2moe.attribution import Attributions
-from fli2moe.masking import DEFAULT_MAX_BATCH, masked_scores, modality_ids
+from fli2moe.masking import DEFAULT_MAX_ROWS, masked_scores, modality_ids
 
 K_PERCENTS = (5, 10, 15, 20, 25)
 KINDS = ("comprehensiveness", "sufficiency")
@@ -121,7 +121,7 @@ class Faithfulness:
 
 def faithfulness(model, projected: Tensor, mask: Tensor, attributions: Attributions, baseline: Tensor,
                  target: Tensor, task: str, k_percents=K_PERCENTS, random_repeats: int = 10, seed: int = 0,
-                 quantity: str = "prob", max_batch: int = DEFAULT_MAX_BATCH) -> Faithfulness:
+                 quantity: str = "prob", max_batch: int = DEFAULT_MAX_ROWS) -> Faithfulness:
     """Top-K% masking of every map in `attributions` (computed on projected [N, T, H], mask [N, T] with
     target [N, C]) against random sets; every masked input of every example in one `masked_scores` call.
 

@@ -21,6 +21,7 @@ text, a missing image) is valid: the explanation stages skip it (explaining.py).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -153,3 +154,28 @@ def load_split(folder: str | Path, split: str, manifest: dict | None = None) -> 
     tensors = load_file(path)
     check_values(path, split, tensors, manifest)
     return tensors
+
+
+@dataclass
+class SplitTensors:
+    """One split of a feature set in memory: tokens[m] [N, T_m, D_m] float16, mask[m] [N, T_m] bool, labels [N] | [N, C]."""
+
+    tokens: dict[str, torch.Tensor]
+    mask: dict[str, torch.Tensor]
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, index: torch.Tensor, device: torch.device):
+        """(tokens, mask, labels) of the rows `index` [b] on `device`."""
+        return ({m: t[index].to(device) for m, t in self.tokens.items()},
+                {m: k[index].to(device) for m, k in self.mask.items()}, self.labels[index].to(device))
+
+
+def load_split_tensors(folder: str | Path, split: str, manifest: dict) -> SplitTensors:
+    """One split of the feature set in `folder`, checked as `load_split` checks it (FeatureSetError otherwise)."""
+    tensors = load_split(folder, split, manifest)
+    names = [m["name"] for m in manifest["modalities"]]
+    return SplitTensors({m: tensors[f"{m}.tokens"] for m in names}, {m: tensors[f"{m}.mask"] for m in names},
+                        tensors["labels"])

@@ -26,18 +26,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:  # only a type here: the masking code needs no training (nor sklearn) import
-    from fli2moe.training import SplitTensors
+from fli2moe.features import SplitTensors
 
 BASELINES = ("mean", "zero")
 QUANTITIES = ("logit", "prob")
 TASKS = ("multiclass", "multilabel")
-DEFAULT_MAX_BATCH = 256
+DEFAULT_MAX_ROWS = 256  # masked inputs per forward pass
 
 
 @contextmanager
@@ -129,7 +128,7 @@ class MaskedScores(NamedTuple):
 
 @torch.no_grad()
 def masked_scores(model, projected: Tensor, mask: Tensor, keeps: Tensor, baseline: Tensor, target: Tensor,
-                  task: str, quantity: str = "logit", max_batch: int = DEFAULT_MAX_BATCH) -> MaskedScores:
+                  task: str, quantity: str = "logit", max_batch: int = DEFAULT_MAX_ROWS) -> MaskedScores:
     """Scores of B examples under K keep-masks each, in chunked batched forward passes.
 
     projected [B, T, H], mask [B, T], keeps [B, K, T] bool, target [B, C] bool (one example: drop the B axis

@@ -2,82 +2,44 @@
 
 Every section is a frozen dataclass whose fields are exactly the keys `params.yaml` must hold:
 a missing key, an unknown key or an impossible value raises `ParamsError` naming the full key
-(`extract.batch_size`), so a typo never silently falls back to a default. The defaults live in
-`params.yaml` only.
+(`extract.batch_size`), so a typo never silently falls back to a default. The pipeline's values live in
+`params.yaml`; the names it may use come from the registries of the modules that implement them
+(`DATASETS`, `ENCODERS`, `MODELS`, attribution `METHODS`), and the `model` and `moe` sections are the fields
+of the model config dataclasses, whose defaults are those of params.yaml (tests/test_params.py checks).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dvc.utils.serialize import YAMLError, parse_yaml
 
-KNOWN_DATASETS = ("enrico", "synthetic", "mmimdb", "mmhs150k", "custom")
-KNOWN_MODELS = ("fl_i2moe", "moe_plain", "dense")
-IMAGE_ENCODERS = ("efficientnet-lite0",)
-TEXT_ENCODERS = ("minilm",)
-# Positions of the built-in text encoders (their config's max_position_embeddings), checked with the params
-# before any work; an hf: encoder's limit is read from its config when it is loaded (encoders.py).
-TEXT_ENCODER_MAX_TOKENS = {"minilm": 512}
+from fli2moe.attribution import METHODS
+from fli2moe.datasets import DATASETS
+from fli2moe.encoders import ENCODERS, encoder_names
+from fli2moe.masking import BASELINES, QUANTITIES
+from fli2moe.models import MODELS, FLI2MoEConfig, FusionConfig
+from fli2moe.models.fl_i2moe import INTERACTION_ON, PERTURBATIONS
+# The checks are shared with the modules that declare a section of their own (a dataset's data.<name>).
+from fli2moe.validation import ParamsError, check_max_tokens
+from fli2moe.validation import choice as _choice
+from fli2moe.validation import fraction as _fraction
+from fli2moe.validation import non_negative_int as _non_negative_int
+from fli2moe.validation import non_negative_number as _non_negative_number
+from fli2moe.validation import optional_positive_int as _optional_positive_int
+from fli2moe.validation import positive_int as _positive_int
+from fli2moe.validation import positive_number as _positive_number
 
-
-class ParamsError(ValueError):
-    """An invalid params.yaml value; the message names the key."""
-
-
-def _positive_int(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ParamsError(f"{key} must be a positive integer, got {value!r}")
-
-
-def _optional_positive_int(key: str, value: Any) -> None:
-    if value is not None:
-        _positive_int(key, value)
-
-
-def _folder(key: str, value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise ParamsError(f"{key} must be a folder path, got {value!r}")
-
-
-def _non_negative_int(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ParamsError(f"{key} must be a non-negative integer, got {value!r}")
-
-
-def _positive_number(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ParamsError(f"{key} must be a number > 0, got {value!r}")
-
-
-def _non_negative_number(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ParamsError(f"{key} must be a number >= 0, got {value!r}")
-
-
-def _fraction(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ParamsError(f"{key} must be a number in [0, 1), got {value!r}")
-
-
-def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ParamsError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+KNOWN_MODELS = MODELS.names
 
 
 def _encoder(key: str, value: Any, known: tuple[str, ...]) -> None:
     if not isinstance(value, str) or not (value in known or (value.startswith("hf:") and len(value) > 3)):
         raise ParamsError(f"{key} must be one of {', '.join(known)} or hf:<name-or-path>, got {value!r}")
-
-
-def check_max_tokens(key: str, encoder: str, max_tokens: int, limit: int) -> None:
-    """`<key>.max_tokens` fits the text encoder's `limit` positions (ParamsError otherwise)."""
-    if max_tokens > limit:
-        raise ParamsError(f"{key}.max_tokens = {max_tokens} but the text encoder {encoder} takes at most "
-                          f"{limit} tokens")
 
 
 def _check_keys(cls, raw: Any, key: str) -> None:
@@ -104,81 +66,6 @@ def _build(cls, raw: Any, key: str):
 
 
 @dataclass(frozen=True)
-class EnricoParams:
-    root: str
-    split: list
-    split_seed: int
-    max_per_split: int | None
-
-    def validate(self, key: str) -> None:
-        _folder(f"{key}.root", self.root)
-        ok = (isinstance(self.split, list) and len(self.split) == 3
-              and all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in self.split)
-              and abs(sum(self.split) - 1.0) < 1e-6)
-        if not ok:
-            raise ParamsError(f"{key}.split must be three positive fractions summing to 1, got {self.split!r}")
-        _non_negative_int(f"{key}.split_seed", self.split_seed)
-        _optional_positive_int(f"{key}.max_per_split", self.max_per_split)
-
-
-@dataclass(frozen=True)
-class MMIMDbParams:
-    root: str
-    max_per_split: int | None
-
-    def validate(self, key: str) -> None:
-        _folder(f"{key}.root", self.root)
-        _optional_positive_int(f"{key}.max_per_split", self.max_per_split)
-
-
-@dataclass(frozen=True)
-class MMHS150KParams:
-    root: str
-    ocr: str
-    max_per_split: int | None
-
-    def validate(self, key: str) -> None:
-        _folder(f"{key}.root", self.root)
-        _choice(f"{key}.ocr", self.ocr, ("append", "modality", "ignore"))
-        _optional_positive_int(f"{key}.max_per_split", self.max_per_split)
-
-
-@dataclass(frozen=True)
-class SyntheticParams:
-    tokens: int
-    dim: int
-    sizes: list
-    amplitude: float
-    seed: int
-
-    def validate(self, key: str) -> None:
-        _positive_int(f"{key}.tokens", self.tokens)
-        if self.tokens < 3:
-            raise ParamsError(f"{key}.tokens must be >= 3 (three cue tokens per modality), got {self.tokens}")
-        _positive_int(f"{key}.dim", self.dim)
-        if self.dim < 3:
-            raise ParamsError(f"{key}.dim must be >= 3 (three orthogonal cue directions), got {self.dim}")
-        if not isinstance(self.sizes, list) or len(self.sizes) != 3:
-            raise ParamsError(f"{key}.sizes must be [train, val, test] sample counts, got {self.sizes!r}")
-        for i, size in enumerate(self.sizes):
-            _positive_int(f"{key}.sizes[{i}]", size)
-        _positive_number(f"{key}.amplitude", self.amplitude)
-        _non_negative_int(f"{key}.seed", self.seed)
-
-
-@dataclass(frozen=True)
-class CustomParams:
-    root: str  # a feature set written outside the pipeline (features.py's contract)
-
-    def validate(self, key: str) -> None:
-        _folder(f"{key}.root", self.root)
-
-
-DATASET_PARAMS = {"enrico": EnricoParams, "synthetic": SyntheticParams, "mmimdb": MMIMDbParams,
-                  "mmhs150k": MMHS150KParams, "custom": CustomParams}
-
-
-@dataclass(frozen=True)
 class ExtractParams:
     image_encoder: str
     text_encoder: str
@@ -188,8 +75,8 @@ class ExtractParams:
     num_workers: int
 
     def validate(self, key: str) -> None:
-        _encoder(f"{key}.image_encoder", self.image_encoder, IMAGE_ENCODERS)
-        _encoder(f"{key}.text_encoder", self.text_encoder, TEXT_ENCODERS)
+        _encoder(f"{key}.image_encoder", self.image_encoder, encoder_names("image"))
+        _encoder(f"{key}.text_encoder", self.text_encoder, encoder_names("text"))
         if not (isinstance(self.image_size, list) and len(self.image_size) == 2):
             raise ParamsError(f"{key}.image_size must be [height, width], got {self.image_size!r}")
         for i, side in enumerate(self.image_size):
@@ -197,45 +84,43 @@ class ExtractParams:
             if side % 32:
                 raise ParamsError(f"{key}.image_size[{i}] must be a multiple of 32 (the encoder's stride), got {side}")
         _positive_int(f"{key}.max_tokens", self.max_tokens)
-        if self.text_encoder in TEXT_ENCODER_MAX_TOKENS:
-            check_max_tokens(key, self.text_encoder, self.max_tokens, TEXT_ENCODER_MAX_TOKENS[self.text_encoder])
+        # an hf: encoder's limit is read from its config when it is loaded (encoders.py)
+        if self.text_encoder in ENCODERS:
+            check_max_tokens(key, self.text_encoder, self.max_tokens, ENCODERS[self.text_encoder].max_tokens)
         _positive_int(f"{key}.batch_size", self.batch_size)
         _non_negative_int(f"{key}.num_workers", self.num_workers)
 
 
-@dataclass(frozen=True)
-class ModelParams:
-    hidden: int
-    layers: int
-    heads: int
-    mlp_ratio: int
-    dropout: float
-
-    def validate(self, key: str) -> None:
-        for name in ("hidden", "layers", "heads", "mlp_ratio"):
-            _positive_int(f"{key}.{name}", getattr(self, name))
-        if self.hidden % self.heads:
-            raise ParamsError(f"{key}.hidden ({self.hidden}) must be divisible by {key}.heads ({self.heads})")
-        _fraction(f"{key}.dropout", self.dropout)
+def _validate_model(self, key: str) -> None:
+    for name in ("hidden", "layers", "heads", "mlp_ratio"):
+        _positive_int(f"{key}.{name}", getattr(self, name))
+    if self.hidden % self.heads:
+        raise ParamsError(f"{key}.hidden ({self.hidden}) must be divisible by {key}.heads ({self.heads})")
+    _fraction(f"{key}.dropout", self.dropout)
 
 
-@dataclass(frozen=True)
-class MoEParams:
-    num_experts: int
-    tau: float
-    lambda_int: float
-    interaction_on: str
-    perturb: str
-    router_hidden: int
+def _validate_moe(self, key: str) -> None:
+    # The dataset-specific bound num_experts >= M + 2 is checked by the model config, before training.
+    _positive_int(f"{key}.num_experts", self.num_experts)
+    _positive_number(f"{key}.tau", self.tau)
+    _non_negative_number(f"{key}.lambda_int", self.lambda_int)
+    _choice(f"{key}.interaction_on", self.interaction_on, INTERACTION_ON)
+    _choice(f"{key}.perturb", self.perturb, PERTURBATIONS)
+    _positive_int(f"{key}.router_hidden", self.router_hidden)
 
-    def validate(self, key: str) -> None:
-        # The dataset-specific bound num_experts >= M + 2 is checked by the model config, before training.
-        _positive_int(f"{key}.num_experts", self.num_experts)
-        _positive_number(f"{key}.tau", self.tau)
-        _non_negative_number(f"{key}.lambda_int", self.lambda_int)
-        _choice(f"{key}.interaction_on", self.interaction_on, ("latent", "logits"))
-        _choice(f"{key}.perturb", self.perturb, ("gaussian", "zero", "mean"))
-        _positive_int(f"{key}.router_hidden", self.router_hidden)
+
+def _config_section(name: str, config: type, exclude: set[str], validate) -> type:
+    """A section dataclass with the fields (and defaults) of model config `config` less `exclude`."""
+    fields = [(f.name, f.type, dataclasses.field(default=f.default)) for f in dataclasses.fields(config)
+              if f.name not in exclude]
+    return dataclasses.make_dataclass(name, fields, frozen=True, namespace={"validate": validate})
+
+
+# `model`: the fusion-expert architecture, every FusionConfig field but those read from the feature set.
+ModelParams = _config_section("ModelParams", FusionConfig, {"modalities", "num_classes"}, _validate_model)
+# `moe`: what FL-I2MoE's config adds.
+MoEParams = _config_section("MoEParams", FLI2MoEConfig, {f.name for f in dataclasses.fields(FusionConfig)},
+                            _validate_moe)
 
 
 class PerDataset:
@@ -250,9 +135,7 @@ class PerDataset:
         if not isinstance(self.overrides, dict):
             raise ParamsError(f"{key}.overrides must be a mapping dataset -> settings, got {self.overrides!r}")
         allowed = [f.name for f in dataclasses.fields(self) if f.name != "overrides"]
-        for dataset, settings in self.overrides.items():
-            if dataset not in KNOWN_DATASETS:
-                raise ParamsError(f"{key}.overrides: unknown dataset {dataset!r} (known: {', '.join(KNOWN_DATASETS)})")
+        for dataset, settings in self.overrides.items():  # their names are checked against data by Params
             if not isinstance(settings, dict) or not set(settings) <= set(allowed):
                 raise ParamsError(f"{key}.overrides.{dataset} may set only {', '.join(allowed)}, got {settings!r}")
             dataclasses.replace(self, overrides={}, **settings).validate(f"{key}.overrides.{dataset}")
@@ -290,7 +173,7 @@ class ExplainParams:
     max_batch: int
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.baseline", self.baseline, ("mean", "zero"))
+        _choice(f"{key}.baseline", self.baseline, BASELINES)
         _non_negative_int(f"{key}.model_seed", self.model_seed)
         _positive_int(f"{key}.max_batch", self.max_batch)
 
@@ -306,7 +189,7 @@ class AttributionParams:
     bootstrap: int
 
     def validate(self, key: str) -> None:
-        _choice(f"{key}.method", self.method, ("attn_grad_rollout", "grad_x_input", "integrated_gradients"))
+        _choice(f"{key}.method", self.method, METHODS.names)
         _optional_positive_int(f"{key}.examples", self.examples)
         if not isinstance(self.k_percents, list) or not self.k_percents:
             raise ParamsError(f"{key}.k_percents must be a non-empty list of percentages, got {self.k_percents!r}")
@@ -314,7 +197,7 @@ class AttributionParams:
             if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 100:
                 raise ParamsError(f"{key}.k_percents[{i}] must be in (0, 100], got {k!r}")
         _positive_int(f"{key}.random_repeats", self.random_repeats)
-        _choice(f"{key}.quantity", self.quantity, ("prob", "logit"))
+        _choice(f"{key}.quantity", self.quantity, QUANTITIES)
         _positive_int(f"{key}.ig_steps", self.ig_steps)
         _positive_int(f"{key}.bootstrap", self.bootstrap)
 
@@ -369,7 +252,7 @@ class AblateParams:
         for i, budget in enumerate(self.budgets):
             _positive_int(f"{key}.budgets[{i}]", budget)
         _positive_int(f"{key}.random_repeats", self.random_repeats)
-        _choice(f"{key}.quantity", self.quantity, ("prob", "logit"))
+        _choice(f"{key}.quantity", self.quantity, QUANTITIES)
         _positive_int(f"{key}.permutations", self.permutations)
         _positive_int(f"{key}.bootstrap", self.bootstrap)
 
@@ -399,23 +282,19 @@ class Params:
         _choice("device", raw["device"], ("auto", "cpu", "cuda"))
         if raw["threads"] != "auto":
             _positive_int("threads", raw["threads"])
-        for key, known in (("datasets", KNOWN_DATASETS), ("models", KNOWN_MODELS)):
+        for key in ("datasets", "models"):
             value = raw[key]
             if not isinstance(value, list) or not value:
                 raise ParamsError(f"{key} must be a non-empty list, got {value!r}")
-            for name in value:
-                if name not in known:
-                    raise ParamsError(f"{key}: unknown name {name!r} (known: {', '.join(known)})")
             if len(set(value)) != len(value):
                 raise ParamsError(f"{key} lists a name twice: {value!r}")
+        for name in raw["models"]:
+            if name not in MODELS:
+                raise ParamsError(f"models: unknown name {name!r} (known: {', '.join(MODELS.names)})")
         _moe_plain_datasets(raw["moe_plain_datasets"], raw["datasets"], raw["models"])
         if not isinstance(raw["data"], dict):
             raise ParamsError(f"data must be a mapping, got {raw['data']!r}")
-        data = {}
-        for name, section in raw["data"].items():
-            if name not in DATASET_PARAMS:
-                raise ParamsError(f"unknown key data.{name} (known: {', '.join(DATASET_PARAMS)})")
-            data[name] = _build(DATASET_PARAMS[name], section, f"data.{name}")
+        data = {name: _data_section(name, section) for name, section in raw["data"].items()}
         for name in raw["datasets"]:
             if name not in data:
                 raise ParamsError(f"datasets lists {name!r} but data.{name} is missing")
@@ -428,6 +307,10 @@ class Params:
                      attribution=_build(AttributionParams, raw["attribution"], "attribution"),
                      probe=_build(ProbeParams, raw["probe"], "probe"),
                      ablate=_build(AblateParams, raw["ablate"], "ablate"))
+        for key in ("train", "probe"):
+            for name in getattr(params, key).overrides:
+                if name not in data:
+                    raise ParamsError(f"{key}.overrides: unknown dataset {name!r} (known: {', '.join(data)})")
         for dataset in params.datasets:
             seeds = params.train.for_dataset(dataset).seeds
             if params.explain.model_seed not in seeds:
@@ -435,6 +318,22 @@ class Params:
                                   f"{seeds} trained on {dataset} (train.seeds, train.overrides): only trained "
                                   "seeds can be explained")
         return params
+
+
+def _data_section(name: Any, section: Any):
+    """The `data.<name>` section built by the dataset registered as its `kind` (by default `name`)."""
+    key = f"data.{name}"
+    # The name becomes folder names and stage keys <dataset>-<model>.
+    if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_]+", name)):
+        raise ParamsError(f"{key}: a dataset name is made of letters, digits and _, got {name!r}")
+    if not isinstance(section, dict):
+        raise ParamsError(f"{key} must be a mapping, got {section!r}")
+    settings = dict(section)
+    kind = settings.pop("kind", name)
+    if kind not in DATASETS:
+        raise ParamsError(f"{key}: unknown dataset {kind!r}: name a registered one, or set {key}.kind to one "
+                          f"(known: {', '.join(DATASETS.names)})")
+    return _build(DATASETS[kind], settings, key)
 
 
 def _moe_plain_datasets(value: Any, datasets: list, models: list) -> None:

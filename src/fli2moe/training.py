@@ -9,20 +9,17 @@ Everything is seeded: shuffling, dropout and the gaussian perturbations of the i
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
-from fli2moe.features import load_split
+from fli2moe.features import SplitTensors
 from fli2moe.masking import modality_ids, remove_tokens
-from fli2moe.models import CONFIG_CLASSES, ModalitySpec, MultimodalModel, build_model
+from fli2moe.models import MODELS, ModalitySpec, MultimodalModel, build_model
 from fli2moe.task_metrics import selection_metric, task_metrics
 
 log = logging.getLogger(__name__)
@@ -32,36 +29,16 @@ class TrainingError(ValueError):
     """Training that cannot go on (a non-finite loss); the message names the seed, epoch and batch."""
 
 
-@dataclass
-class SplitTensors:
-    """One split of a feature set: tokens[m] [N, T_m, D_m] float16, mask[m] [N, T_m] bool, labels [N] | [N, C]."""
-
-    tokens: dict[str, torch.Tensor]
-    mask: dict[str, torch.Tensor]
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def batch(self, index: torch.Tensor, device: torch.device):
-        return ({m: t[index].to(device) for m, t in self.tokens.items()},
-                {m: k[index].to(device) for m, k in self.mask.items()}, self.labels[index].to(device))
-
-
-def load_split_tensors(folder, split: str, manifest: dict) -> SplitTensors:
-    tensors = load_split(folder, split, manifest)
-    names = [m["name"] for m in manifest["modalities"]]
-    return SplitTensors({m: tensors[f"{m}.tokens"] for m in names}, {m: tensors[f"{m}.mask"] for m in names},
-                        tensors["labels"])
-
-
 def model_config(name: str, manifest: dict, model_params, moe_params):
-    """The model's config dataclass from a feature-set manifest and the `model` (and `moe`) params."""
+    """The model's config dataclass from a feature-set manifest and the `model` and `moe` params (None for a model
+    without moe fields): each field of the registered config that one of the sections holds (the others keep the
+    config's default)."""
     modalities = [ModalitySpec(m["name"], m["dim"], m["tokens"]) for m in manifest["modalities"]]
-    fields = {"modalities": modalities, "num_classes": len(manifest["label_names"]), **vars(model_params)}
-    if name != "dense":
-        fields.update(vars(moe_params))
-    return CONFIG_CLASSES[name](**fields)
+    config_class = MODELS[name].config
+    names = {f.name for f in fields(config_class)}
+    sections = {**vars(model_params), **(vars(moe_params) if moe_params is not None else {})}
+    return config_class(modalities=modalities, num_classes=len(manifest["label_names"]),
+                        **{k: v for k, v in sections.items() if k in names})
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> torch.Tensor:
@@ -173,14 +150,3 @@ def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, tr
         test_weights=test_weights,
         seconds=seconds,
     )
-
-
-def load_trained_model(folder, seed: int) -> MultimodalModel:
-    """The model saved by the train stage in `folder` (config.json + seed<seed>.safetensors), in eval mode."""
-    folder = Path(folder)
-    saved = json.loads((folder / "config.json").read_text())
-    if seed not in saved["seeds"]:
-        raise ValueError(f"{folder} holds seeds {saved['seeds']}, not {seed} (explain.model_seed)")
-    model = build_model(saved["model"], saved["config"])
-    model.load_state_dict(load_file(folder / f"seed{seed}.safetensors"))
-    return model.eval()

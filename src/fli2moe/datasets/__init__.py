@@ -1,8 +1,14 @@
-"""Dataset loaders: each turns a data folder into splits of `Sample`s for `extract`.
+"""Datasets: each module of this package registers the `data.<name>` params section of one dataset in `DATASETS`.
 
+A section is a frozen dataclass of the section's keys with `validate(key)`, and either a `RawDataset`, whose
+`load()` turns a data folder into splits of `Sample`s that `extract` encodes with the frozen encoders, or a
+`FeatureDataset`, whose `write_features(out)` writes the feature set itself (generated or imported).
 A loader knows its modalities (name and kind, image or text), its task and label names, and
 yields samples whose raw inputs are cheap references (image paths, strings); decoding happens in
 the extraction workers, so a loader never holds a dataset's pixels in memory.
+
+`data.<name>` is read by the dataset registered as `<name>`, or as its `kind` key when it has one
+(`data.mine: {kind: custom, root: data/mine}`), so one kind serves several named entries.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image, UnidentifiedImageError
+
+from fli2moe.registry import Registry, import_submodules
 
 
 class DataError(ValueError):
@@ -76,18 +84,30 @@ def head_of_splits(splits: dict[str, list[Sample]], max_per_split: int | None,
     return splits
 
 
-def load_dataset(name: str, params) -> DatasetSplits:
-    """Load dataset `name` with its `data.<name>` params section."""
-    if name == "enrico":
-        from fli2moe.datasets.enrico import load_enrico
+class RawDataset:
+    """A `data.<name>` section whose dataset is raw inputs, encoded by `extract` with the frozen encoders."""
 
-        return load_enrico(params.data[name])
-    if name == "mmimdb":
-        from fli2moe.datasets.mmimdb import load_mmimdb
+    def validate(self, key: str) -> None:
+        """Raise `ParamsError` naming `key.<field>` for an impossible value."""
+        raise NotImplementedError
 
-        return load_mmimdb(params.data[name])
-    if name == "mmhs150k":
-        from fli2moe.datasets.mmhs150k import load_mmhs150k
+    def load(self) -> DatasetSplits:
+        """The dataset's splits (DataError for bad or missing data)."""
+        raise NotImplementedError
 
-        return load_mmhs150k(params.data[name])
-    raise DataError(f"unknown dataset {name!r}")
+
+class FeatureDataset:
+    """A `data.<name>` section whose dataset writes its feature set itself (features.py's contract)."""
+
+    def validate(self, key: str) -> None:
+        """Raise `ParamsError` naming `key.<field>` for an impossible value."""
+        raise NotImplementedError
+
+    def write_features(self, out: str | Path) -> dict:
+        """Write the feature set into folder `out` and return its manifest (FeatureSetError when refused)."""
+        raise NotImplementedError
+
+
+# kind -> the section's dataclass (a RawDataset or FeatureDataset subclass), filled by this package's modules
+DATASETS: Registry[type] = Registry("dataset")
+import_submodules(__name__, __path__)

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import csv
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
-from fli2moe.datasets import DataError, DatasetSplits, Modality, Sample, head_of_splits, unreadable_reason
+from fli2moe.datasets import (DATASETS, DataError, DatasetSplits, Modality, RawDataset, Sample, head_of_splits,
+                              unreadable_reason)
+from fli2moe.validation import ParamsError, folder_path, non_negative_int, optional_positive_int
 
 MODALITIES = [Modality("screenshot", "image"), Modality("wireframe", "image")]
 _FILES = {"screenshot": ("screenshots", ".jpg"), "wireframe": ("wireframes", ".png")}
@@ -85,3 +88,25 @@ def load_enrico(params) -> DatasetSplits:
     splits = head_of_splits(splits, params.max_per_split,
                             lambda name: f"the {name} split of {root} is empty ({len(usable)} usable UIs): use more data")
     return DatasetSplits("enrico", "multiclass", label_names, MODALITIES, splits, skipped)
+
+
+@DATASETS.register("enrico")
+@dataclass(frozen=True)
+class EnricoParams(RawDataset):
+    root: str
+    split: list
+    split_seed: int
+    max_per_split: int | None
+
+    def validate(self, key: str) -> None:
+        folder_path(f"{key}.root", self.root)
+        ok = (isinstance(self.split, list) and len(self.split) == 3
+              and all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in self.split)
+              and abs(sum(self.split) - 1.0) < 1e-6)
+        if not ok:
+            raise ParamsError(f"{key}.split must be three positive fractions summing to 1, got {self.split!r}")
+        non_negative_int(f"{key}.split_seed", self.split_seed)
+        optional_positive_int(f"{key}.max_per_split", self.max_per_split)
+
+    def load(self) -> DatasetSplits:
+        return load_enrico(self)

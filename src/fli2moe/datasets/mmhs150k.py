@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from fli2moe.datasets import (DataError, DatasetSplits, Modality, Sample, head_of_splits, read_json_file,
-                              unreadable_reason)
+from fli2moe.datasets import (DATASETS, DataError, DatasetSplits, Modality, RawDataset, Sample, head_of_splits,
+                              read_json_file, unreadable_reason)
+from fli2moe.validation import choice, folder_path, optional_positive_int
 
 LABEL_NAMES = ["not_hate", "hate"]
+OCR_MODES = ("append", "modality", "ignore")  # the image's OCR text: appended to the tweet | a third modality | unused
 SPLITS = ("train", "val", "test")
 _URL = re.compile(r"https?://\S+")
 _GT = "MMHS150K_GT.json"
@@ -125,3 +128,19 @@ def load_mmhs150k(params) -> DatasetSplits:
         f"the {name} split of {root} has no usable tweet ({len(split_ids[name])} listed, "
         f"{sum(s['split'] == name for s in skipped)} skipped)"))
     return DatasetSplits("mmhs150k", "multiclass", list(LABEL_NAMES), modalities(params.ocr), splits, skipped)
+
+
+@DATASETS.register("mmhs150k")
+@dataclass(frozen=True)
+class MMHS150KParams(RawDataset):
+    root: str
+    ocr: str
+    max_per_split: int | None
+
+    def validate(self, key: str) -> None:
+        folder_path(f"{key}.root", self.root)
+        choice(f"{key}.ocr", self.ocr, OCR_MODES)
+        optional_positive_int(f"{key}.max_per_split", self.max_per_split)
+
+    def load(self) -> DatasetSplits:
+        return load_mmhs150k(self)

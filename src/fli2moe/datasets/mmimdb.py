@@ -17,10 +17,12 @@ out.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from fli2moe.datasets import (DataError, DatasetSplits, Modality, Sample, head_of_splits, read_json_file,
-                              unreadable_reason)
+from fli2moe.datasets import (DATASETS, DataError, DatasetSplits, Modality, RawDataset, Sample, head_of_splits,
+                              read_json_file, unreadable_reason)
+from fli2moe.validation import folder_path, optional_positive_int
 
 MODALITIES = [Modality("plot", "text"), Modality("poster", "image")]
 # The 23 genres of the MM-IMDb paper, in its order (most frequent first over all films; among the 2608
@@ -90,3 +92,17 @@ def load_mmimdb(params) -> DatasetSplits:
         f"the {name} split of {root} has no usable film ({len(split_ids[name])} listed, "
         f"{sum(s['split'] == name for s in skipped)} skipped)"))
     return DatasetSplits("mmimdb", "multilabel", list(GENRES), MODALITIES, splits, skipped)
+
+
+@DATASETS.register("mmimdb")
+@dataclass(frozen=True)
+class MMIMDbParams(RawDataset):
+    root: str
+    max_per_split: int | None
+
+    def validate(self, key: str) -> None:
+        folder_path(f"{key}.root", self.root)
+        optional_positive_int(f"{key}.max_per_split", self.max_per_split)
+
+    def load(self) -> DatasetSplits:
+        return load_mmimdb(self)

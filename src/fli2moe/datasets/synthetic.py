@@ -21,6 +21,7 @@ top redundancy-gap pair?
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ import torch
 from safetensors.torch import save_file
 
 from fli2moe.artifacts import atomic_folder, write_json
+from fli2moe.datasets import DATASETS, FeatureDataset
+from fli2moe.validation import ParamsError, non_negative_int, positive_int, positive_number
 
 MODALITIES = ("a", "b")
 MECHANISMS = ("unique", "redundancy", "synergy")  # the three cue slots of each modality
@@ -96,3 +99,30 @@ def write_synthetic_feature_set(params, out_dir: str | Path) -> dict:
         }
         write_json(folder / "manifest.json", manifest)
     return manifest
+
+
+@DATASETS.register("synthetic")
+@dataclass(frozen=True)
+class SyntheticParams(FeatureDataset):
+    tokens: int
+    dim: int
+    sizes: list
+    amplitude: float
+    seed: int
+
+    def validate(self, key: str) -> None:
+        positive_int(f"{key}.tokens", self.tokens)
+        if self.tokens < 3:
+            raise ParamsError(f"{key}.tokens must be >= 3 (three cue tokens per modality), got {self.tokens}")
+        positive_int(f"{key}.dim", self.dim)
+        if self.dim < 3:
+            raise ParamsError(f"{key}.dim must be >= 3 (three orthogonal cue directions), got {self.dim}")
+        if not isinstance(self.sizes, list) or len(self.sizes) != 3:
+            raise ParamsError(f"{key}.sizes must be [train, val, test] sample counts, got {self.sizes!r}")
+        for i, size in enumerate(self.sizes):
+            positive_int(f"{key}.sizes[{i}]", size)
+        positive_number(f"{key}.amplitude", self.amplitude)
+        non_negative_int(f"{key}.seed", self.seed)
+
+    def write_features(self, out: str | Path) -> dict:
+        return write_synthetic_feature_set(self, out)

@@ -1,4 +1,5 @@
-"""Models: FL-I2MoE (`fl_i2moe`), the same without interaction loss (`moe_plain`), the dense baseline.
+"""Models: each module of this package registers its models in `MODELS` (fusion.py): FL-I2MoE (`fl_i2moe`), the
+same without interaction loss (`moe_plain`), the dense baseline (`dense`).
 
 Every model maps projected tokens to a `ModelOutput`; see `fusion.py` for the shared parts.
 `build_model(name, config)` takes the config dataclass or the plain dict saved next to the weights.
@@ -6,7 +7,6 @@ Every model maps projected tokens to a `ModelOutput`; see `fusion.py` for the sh
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from fli2moe.models.dense import DenseConfig, DenseFusion
@@ -19,42 +19,38 @@ from fli2moe.models.fl_i2moe import (
     uniqueness_loss,
 )
 from fli2moe.models.fusion import (
+    MODELS,
     FusionConfig,
     FusionExpert,
     ModalitySpec,
+    ModelEntry,
     ModelOutput,
     MultimodalModel,
     TokenFront,
     num_parameters,
 )
+from fli2moe.registry import import_submodules
 
-CONFIG_CLASSES: dict[str, type[FusionConfig]] = {
-    "fl_i2moe": FLI2MoEConfig,
-    "moe_plain": FLI2MoEConfig,
-    "dense": DenseConfig,
-}
-MODEL_NAMES = tuple(CONFIG_CLASSES)
+import_submodules(__name__, __path__)  # a model module added here registers itself
 
 
 def build_model(name: str, config: FusionConfig | dict[str, Any]) -> MultimodalModel:
-    """A freshly initialised model (seed with torch.manual_seed first). `moe_plain` forces lambda_int = 0."""
-    if name not in CONFIG_CLASSES:
-        raise ValueError(f"unknown model {name!r}; known models: {list(MODEL_NAMES)}")
-    config_class = CONFIG_CLASSES[name]
+    """A freshly initialised model (seed with torch.manual_seed first).
+
+    Raises:
+        ValueError: `name` is not registered in `MODELS`.
+        TypeError: `config` is not the model's config dataclass (or its dict).
+    """
+    entry = MODELS[name]
     if isinstance(config, dict):
-        config = config_class.from_dict(config)
-    if type(config) is not config_class:
-        raise TypeError(f"model {name!r} needs a {config_class.__name__} (or its dict), got {type(config).__name__}")
-    if name == "moe_plain":
-        return FLI2MoE(dataclasses.replace(config, lambda_int=0.0))
-    if name == "fl_i2moe":
-        return FLI2MoE(config)
-    return DenseFusion(config)
+        config = entry.config.from_dict(config)
+    if type(config) is not entry.config:
+        raise TypeError(f"model {name!r} needs a {entry.config.__name__} (or its dict), got {type(config).__name__}")
+    return entry.build(config)
 
 
 __all__ = [
-    "CONFIG_CLASSES",
-    "MODEL_NAMES",
+    "MODELS",
     "DenseConfig",
     "DenseFusion",
     "FLI2MoE",
@@ -62,6 +58,7 @@ __all__ = [
     "FusionConfig",
     "FusionExpert",
     "ModalitySpec",
+    "ModelEntry",
     "ModelOutput",
     "MultimodalModel",
     "TokenFront",

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from fli2moe.models.fusion import FusionConfig, FusionExpert, ModelOutput, MultimodalModel, combine_experts
+from fli2moe.models.fusion import (MODELS, FusionConfig, FusionExpert, ModelEntry, ModelOutput, MultimodalModel,
+                                  combine_experts)
 
 
 @dataclass
@@ -30,3 +31,6 @@ class DenseFusion(MultimodalModel):
         out = self.expert(self.front.embed(projected, mask), mask, return_attention)
         weights = projected.new_ones(projected.shape[0], 1)  # [B, 1]
         return combine_experts([out], weights)
+
+
+MODELS.register("dense")(ModelEntry(DenseConfig, DenseFusion))

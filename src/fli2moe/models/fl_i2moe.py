@@ -18,15 +18,17 @@ The training loss is L_task + lambda_int * (mean over experts); the train loop a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fli2moe.models.fusion import (
+    MODELS,
     FusionConfig,
     FusionExpert,
+    ModelEntry,
     ModelOutput,
     MultimodalModel,
     combine_experts,
@@ -44,7 +46,7 @@ class FLI2MoEConfig(FusionConfig):
     """Fusion-expert architecture plus the `moe` section of params.yaml."""
 
     num_experts: int = 4  # K >= M + 2
-    tau: float = 1.0  # softmax temperature of the reweighting model
+    tau: float = 2.0  # softmax temperature of the reweighting model
     lambda_int: float = 0.5  # weight of the interaction loss; 0 gives moe_plain
     interaction_on: str = "latent"  # "latent" (z) | "logits"
     perturb: str = "gaussian"  # how a modality is removed: "gaussian" | "zero" | "mean"
@@ -173,3 +175,8 @@ class FLI2MoE(MultimodalModel):
             else:
                 losses.append(redundancy_loss(full[:, e], o_removed))
         return torch.stack(losses).mean()
+
+
+MODELS.register("fl_i2moe")(ModelEntry(FLI2MoEConfig, FLI2MoE))
+# The same mixture without interaction losses: does training with them help?
+MODELS.register("moe_plain")(ModelEntry(FLI2MoEConfig, lambda config: FLI2MoE(replace(config, lambda_int=0.0))))

@@ -14,11 +14,14 @@ Masks are bool, True = real token, False = padding; padding never changes any ou
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple, Self
 
 import torch
 from torch import Tensor, nn
+
+from fli2moe.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class FusionConfig:
     hidden: int = 64  # H
     layers: int = 2  # L
     heads: int = 4
-    mlp_ratio: int = 4  # MLP width = mlp_ratio * H
+    mlp_ratio: int = 2  # MLP width = mlp_ratio * H
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
@@ -294,3 +297,15 @@ class MultimodalModel(nn.Module):
 def num_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (shared modules counted once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """An entry of `MODELS`: the model's config dataclass (a `FusionConfig`, torch-free) and `build(config)`,
+    which returns a freshly initialised model. params.yaml's `model` section holds the `FusionConfig` fields,
+    `moe` those that FL-I2MoE's config adds; `train` fills a config's fields from those two sections."""
+    config: type[FusionConfig]
+    build: Callable[[FusionConfig], MultimodalModel]
+
+
+MODELS: Registry[ModelEntry] = Registry("model")

@@ -235,7 +235,7 @@ def ablation_table(run: RunOutputs, dataset: str) -> Table:
                  "(sign-flip permutation and Wilcoxon signed-rank); [95% bootstrap CI].", align_left=4)
 
 
-COST_STAGES = ("extract", "train", "attribute", "probe", "ablate")
+COST_STAGES = ("extract", "train", "attribution", "probe", "ablate")  # their timing/ folders
 
 
 def cost_table(run: RunOutputs) -> Table:
