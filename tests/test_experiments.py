@@ -20,7 +20,7 @@ def toy_custom(params):
     params["moe"]["router_hidden"] = 8
     params["train"].update(epochs=1, seeds=[0], batch_size=16)
     params["attribution"].update(examples=4, random_repeats=2, bootstrap=50)
-    params["probe"].update(examples=2, candidates=2, num_contexts=8)
+    params["probe"].update(examples=2, candidates=2, num_contexts=8, indices=["sii", "rg", "bii"])
     params["ablate"].update(budgets=[1, 2], random_repeats=2, permutations=50, bootstrap=50)
 
 
@@ -61,6 +61,10 @@ def test_metrics_are_scalars_and_hold_no_wall_time(repo, venv_env):
     keys = [f"{path}:{key}" for path, entry in shown.items() for key in metric_keys(entry["data"])]
     assert not [k for k in keys if "second" in k or "timing" in k]
     assert any(k.startswith("metrics/ablate/custom-dense.json:budget_2.") for k in keys)
+    # The Banzhaf index end to end: probed, ranked by in the ablation, summarised in the report.
+    assert {"metrics/probe/custom-dense.json:mean_abs_bii", "metrics/ablate/custom-dense.json:budget_2.bii."
+            "vs_random_candidates.difference", "reports/summary.json:custom.dense.budget_1.bii_vs_random_candidates",
+            "reports/summary.json:custom.dense.mean_abs_bii"} <= set(keys)
 
 
 def test_queued_experiments_run_their_own_code_and_share_the_run_cache(repo, venv_env):

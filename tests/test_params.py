@@ -45,6 +45,7 @@ def test_repository_params_load():
     (lambda p: p["probe"].update(estimator="exact", candidates=9), "probe.candidates"),
     (lambda p: p["probe"].update(rg_keep=1.5), "probe.rg_keep"),
     (lambda p: p["probe"].update(indices=["sii", "sii"]), "probe.indices"),
+    (lambda p: p["probe"].update(indices=["sii", "shapley"]), "probe.indices"),
     (lambda p: p["probe"].update(num_contexts=1), "probe.num_contexts"),
     (lambda p: p["probe"].update(scheme="permutation"), "probe.scheme"),
     (lambda p: p["data"]["synthetic"].update(tokens=2), "data.synthetic.tokens"),

@@ -21,6 +21,7 @@ from dvc.utils.serialize import YAMLError, parse_yaml
 from fli2moe.attribution import METHODS
 from fli2moe.datasets import DATASETS
 from fli2moe.encoders import ENCODERS, encoder_names
+from fli2moe.interactions import INDICES
 from fli2moe.masking import BASELINES, QUANTITIES
 from fli2moe.models import MODELS, FLI2MoEConfig, FusionConfig
 from fli2moe.models.fl_i2moe import INTERACTION_ON, PERTURBATIONS
@@ -231,10 +232,10 @@ class ProbeParams(PerDataset):
         if isinstance(self.rg_keep, bool) or not isinstance(self.rg_keep, (int, float)) or not 0 <= self.rg_keep <= 1:
             raise ParamsError(f"{key}.rg_keep must be a probability in [0, 1], got {self.rg_keep!r}")
         _choice(f"{key}.quantity", self.quantity, ("logit", "prob"))
-        # The names are checked against the registry by the probe stage: params stays torch-free.
-        if (not isinstance(self.indices, list) or not self.indices
-                or not all(isinstance(name, str) for name in self.indices) or len(set(self.indices)) != len(self.indices)):
-            raise ParamsError(f"{key}.indices must be a non-empty list of distinct index names, got {self.indices!r}")
+        if (not isinstance(self.indices, list) or not self.indices or any(name not in INDICES for name in self.indices)
+                or len(set(self.indices)) != len(self.indices)):
+            raise ParamsError(f"{key}.indices must be a non-empty list of distinct names among {', '.join(INDICES)}, "
+                              f"got {self.indices!r}")
         self.validate_overrides(key)
 
 
