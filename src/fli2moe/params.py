@@ -5,8 +5,8 @@ a missing key, an unknown key or an impossible value raises `ParamsError` naming
 (`extract.batch_size`), so a typo never silently falls back to a default. The pipeline's values live in
 `params.yaml`; the names it may use come from the registries of the modules that implement them
 (`DATASETS`, `ENCODERS`, `MODELS`, attribution `METHODS`, interaction `INDICES`), and the `model` and `moe`
-sections are the fields
-of the model config dataclasses, whose defaults are those of params.yaml (tests/test_params.py checks).
+sections are the fields of the model config dataclasses, whose defaults are those of params.yaml
+(tests/test_params.py checks).
 """
 
 from __future__ import annotations
