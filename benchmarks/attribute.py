@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 
 from fli2moe.attribution import METHODS, attribute
-from fli2moe.features import read_manifest
+from fli2moe.features import load_split_tensors, read_manifest
 from fli2moe.masking import target_labels
 from fli2moe.models import build_model
 from fli2moe.params import load_params
-from fli2moe.training import load_split_tensors, model_config
+from fli2moe.training import model_config
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = 16

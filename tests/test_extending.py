@@ -96,10 +96,9 @@ class Wide(DenseFusion):
         self.second = FusionExpert(config)
 
     def forward(self, projected, mask, return_attention=False):
-        from fli2moe.models.fusion import combine_experts
+        from fli2moe.models.fusion import combine_experts, run_experts
 
-        embedded = self.front.embed(projected, mask)
-        outputs = [self.expert(embedded, mask, return_attention), self.second(embedded, mask, return_attention)]
+        outputs = run_experts([self.expert, self.second], self.front.embed(projected, mask), mask, return_attention)
         return combine_experts(outputs, projected.new_full((projected.shape[0], 2), 0.5))
 
 

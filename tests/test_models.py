@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from fli2moe.models import fusion
 from fli2moe.models import (
     DenseConfig,
     FLI2MoEConfig,
-    FusionExpert,
     ModalitySpec,
     build_model,
     build_roster,
@@ -215,25 +215,21 @@ def test_interaction_loss_is_differentiable(perturb, interaction_on):
         assert sum(p.grad.abs().sum() for p in part.parameters() if p.grad is not None) > 0
 
 
-def count_expert_calls(model) -> list[int]:
-    calls = [0]
-    for module in model.modules():
-        if isinstance(module, FusionExpert):
-            module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    return calls
-
-
-def test_interaction_loss_costs_one_batched_pass_per_expert_and_nothing_for_moe_plain():
+def test_interaction_loss_runs_all_experts_in_one_batched_pass_and_nothing_for_moe_plain(monkeypatch):
+    """One `run_experts` call over the K experts on the M*B perturbed rows (fl_i2moe); none without losses."""
     tokens, mask = make_batch()
-    for name, extra_calls in (("fl_i2moe", 4), ("moe_plain", 0), ("dense", 0)):
+    calls = []
+    batched = fusion.run_experts
+    monkeypatch.setattr(fusion, "run_experts",
+                        lambda experts, x, *args: calls.append((len(experts), len(x))) or batched(experts, x, *args))
+    for name, expected in (("fl_i2moe", [(4, 2 * 4)]), ("moe_plain", []), ("dense", [])):
         model = make_model(name)
-        calls = count_expert_calls(model)
         projected, mask_cat = model.project(tokens), model.concat_mask(mask)
         out = model(projected, mask_cat)
-        before = calls[0]
+        calls.clear()
         loss = model.interaction_loss(projected, mask_cat, out)
-        assert calls[0] - before == extra_calls, name
-        assert (loss == 0).item() == (extra_calls == 0), name
+        assert calls == expected, name
+        assert (loss == 0).item() == (not expected), name
         assert model.lambda_int == (0.5 if name == "fl_i2moe" else 0.0)
 
 

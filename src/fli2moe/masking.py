@@ -36,7 +36,7 @@ from fli2moe.features import SplitTensors
 BASELINES = ("mean", "zero")
 QUANTITIES = ("logit", "prob")
 TASKS = ("multiclass", "multilabel")
-DEFAULT_MAX_ROWS = 256  # masked inputs per forward pass
+DEFAULT_MAX_ROWS = 64  # masked inputs per forward pass (params.yaml explain.max_batch)
 
 
 @contextmanager

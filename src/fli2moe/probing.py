@@ -42,8 +42,7 @@ PLANTED = {"synergy": "sii", "redundancy": "rg"}  # planted mechanism -> the pap
 PRECISION_KS = (1, 5)
 SIGNIFICANCE_Z = 1.96
 # Coalitions handed to the game per call. A call costs the bool keep-masks [B, T] (a few MB at this size)
-# while the forward passes stay at max_batch rows; few calls matter because every call of masked_scores
-# pays one extra max_batch chunk for the routing weights on the unmasked input.
+# while the forward passes stay at max_batch rows; few calls matter because each call pads its last chunk.
 GAME_CALL_ROWS = 1 << 16
 
 
@@ -56,8 +55,9 @@ def coalition_game(context: ExplanationContext, projected: Tensor, mask: Tensor,
     Returns (value, modality): value(coalitions bool [B, n]) -> float [B] with
     value[b] = v({c_k : coalitions[b, k]}) as in the module docstring, and modality [n] int64.
 
-    All B coalitions go through one `ExplanationContext.scores` call: forward passes of exactly max_batch rows, so a
-    coalition's value is bitwise the same whichever batch it is evaluated in.
+    All B coalitions go through one `ExplanationContext.logits` call: forward passes of exactly max_batch rows, so a
+    coalition's value is bitwise the same whichever batch it is evaluated in, and equal to the whole-model score
+    of `ExplanationContext.scores` (which also runs the routing weights that the game does not need).
     """
     T = mask.shape[0]
     candidates = torch.as_tensor(candidates, dtype=torch.long).cpu()
@@ -74,7 +74,7 @@ def coalition_game(context: ExplanationContext, projected: Tensor, mask: Tensor,
             raise ValueError(f"coalitions must be [B, {len(candidates)}], got {tuple(coalitions.shape)}")
         keeps = torch.ones(len(coalitions), T, dtype=torch.bool)  # [B, T]: non-candidates always present
         keeps[:, candidates] = coalitions.bool().cpu()
-        return context.scores(projected, mask, keeps, target).whole
+        return context.score(context.logits(projected[None], mask[None], keeps[None])[0], target)
 
     return value, modality_ids(context.model)[candidates]
 

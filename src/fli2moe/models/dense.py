@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from fli2moe.models import fusion
 from fli2moe.models.fusion import (MODELS, FusionConfig, FusionExpert, ModelEntry, ModelOutput, MultimodalModel,
                                   combine_experts)
 
@@ -28,9 +29,8 @@ class DenseFusion(MultimodalModel):
 
     def forward(self, projected: Tensor, mask: Tensor, return_attention: bool = False) -> ModelOutput:
         """projected [B, T, H], mask [B, T] -> ModelOutput with E = 1."""
-        out = self.expert(self.front.embed(projected, mask), mask, return_attention)
-        weights = projected.new_ones(projected.shape[0], 1)  # [B, 1]
-        return combine_experts([out], weights)
+        out = fusion.run_experts([self.expert], self.front.embed(projected, mask), mask, return_attention)
+        return combine_experts(out, projected.new_ones(projected.shape[0], 1))  # weights [B, 1]
 
 
 MODELS.register("dense")(ModelEntry(DenseConfig, DenseFusion))

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fli2moe.models import fusion
 from fli2moe.models.fusion import (
     MODELS,
     FusionConfig,
@@ -124,8 +125,7 @@ class FLI2MoE(MultimodalModel):
     def forward(self, projected: Tensor, mask: Tensor, return_attention: bool = False) -> ModelOutput:
         """projected [B, T, H], mask [B, T] -> ModelOutput with E = K."""
         x = self.front.embed(projected, mask)  # [B, T, H]
-        outputs = [expert(x, mask, return_attention) for expert in self.experts]
-        return combine_experts(outputs, self.route(projected, mask))
+        return combine_experts(fusion.run_experts(self.experts, x, mask, return_attention), self.route(projected, mask))
 
     def remove_modality(self, projected: Tensor, mask: Tensor, index: int,
                         generator: torch.Generator | None = None) -> Tensor:
@@ -153,8 +153,9 @@ class FLI2MoE(MultimodalModel):
         """Mean over experts of their interaction losses (a scalar, differentiable).
 
         `output` is this model's output on (projected, mask), which supplies o0. The M perturbed inputs
-        are run as one batch of M*B examples per expert: M extra passes' worth of compute per expert.
-        With lambda_int = 0 (moe_plain) nothing is computed and 0 is returned.
+        are run as one batch of M*B examples through all K experts at once (`fusion.run_experts`): M extra
+        passes' worth of compute per expert. With lambda_int = 0 (moe_plain) nothing is computed and 0 is
+        returned.
         """
         if self.config.lambda_int == 0:
             return projected.new_zeros(())
@@ -164,10 +165,11 @@ class FLI2MoE(MultimodalModel):
         x = self.front.embed(removed.flatten(0, 1), mask_removed)  # [M*B, T, H]
         on_latent = self.config.interaction_on == "latent"
         full = output.latents if on_latent else output.expert_logits  # [B, K, D]
+        out = fusion.run_experts(self.experts, x, mask_removed)
+        removed_out = (out.latents if on_latent else out.logits).unflatten(0, (M, B))  # [M, B, K, D]
         losses = []
-        for e, (expert, (kind, modality)) in enumerate(zip(self.experts, self.roster)):
-            out = expert(x, mask_removed)
-            o_removed = (out.latent if on_latent else out.logits).unflatten(0, (M, B))  # [M, B, D]
+        for e, (kind, modality) in enumerate(self.roster):
+            o_removed = removed_out[:, :, e]  # [M, B, D]
             if kind == "uniqueness":
                 losses.append(uniqueness_loss(full[:, e], o_removed, self.config.modality_names.index(modality)))
             elif kind == "synergy":

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple, Self
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fli2moe.registry import Registry
@@ -159,7 +160,7 @@ class TokenFront(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention written out, so the probabilities stay in the autograd graph."""
+    """The parameters of one expert's multi-head self-attention (computed by `run_experts`)."""
 
     def __init__(self, config: FusionConfig):
         super().__init__()
@@ -167,23 +168,9 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
         self.out = nn.Linear(config.hidden, config.hidden)
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """x [B, T, H], mask [B, T] -> (output [B, T, H], probabilities [B, heads, T, T])."""
-        B, T, H = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.heads, H // self.heads).permute(2, 0, 3, 1, 4)  # [B, h, T, H/h]
-        scores = q @ k.transpose(-2, -1) / math.sqrt(H // self.heads)  # [B, h, T, T]
-        key_mask = mask[:, None, None, :]  # [B, 1, 1, T]
-        scores = scores.masked_fill(~key_mask, float("-inf"))
-        # An example without any real token would give rows of -inf, hence NaN: give those rows finite
-        # scores and zero probabilities instead (nothing of such an example is ever pooled).
-        has_key = mask.any(-1)[:, None, None, None]  # [B, 1, 1, 1]
-        probs = scores.masked_fill(~has_key, 0.0).softmax(-1) * has_key  # [B, h, T, T]
-        y = (probs @ v).transpose(1, 2).reshape(B, T, H)  # [B, T, H]
-        return self.out(y), probs
-
 
 class Block(nn.Module):
-    """Pre-LN Transformer layer with true residuals."""
+    """The parameters of one pre-LN Transformer layer with true residuals (computed by `run_experts`)."""
 
     def __init__(self, config: FusionConfig):
         super().__init__()
@@ -195,43 +182,106 @@ class Block(nn.Module):
             nn.GELU(),
             nn.Linear(config.mlp_ratio * config.hidden, config.hidden),
         )
-        # Dropout on the residual branches only: the attention probabilities returned for attribution
-        # are exactly the ones that mixed the values.
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """x [B, T, H], mask [B, T] -> (x [B, T, H], attention probabilities [B, heads, T, T])."""
-        attended, probs = self.attn(self.ln_attn(x), mask)
-        x = x + self.dropout(attended)
-        x = x + self.dropout(self.mlp(self.ln_mlp(x)))
-        return x, probs
 
 
 class ExpertOutput(NamedTuple):
-    logits: Tensor  # [B, C]
-    latent: Tensor  # [B, M*H]
-    attentions: list[Tensor] | None  # per layer [B, heads, T, T]
+    logits: Tensor  # [B, E, C]
+    latents: Tensor  # [B, E, M*H]
+    attentions: list[list[Tensor]] | None  # [expert][layer] -> [B, heads, T, T]
 
 
 class FusionExpert(nn.Module):
     """L Transformer layers over the tokens of all modalities, final LN, masked mean-pool per modality,
-    concatenation to the latent z [B, M*H], linear head to logits [B, C]."""
+    concatenation to the latent z [B, M*H], linear head to logits [B, C].
+
+    An expert holds its parameters; `run_experts` computes any number of experts at once, so a model with
+    K experts calls it once (calling one expert computes it alone, E = 1).
+    """
 
     def __init__(self, config: FusionConfig):
         super().__init__()
         self.slices = list(config.modality_slices.values())
+        # On the residual branches only: the attention probabilities returned for attribution are exactly
+        # the ones that mixed the values.
+        self.dropout = config.dropout
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.ln_final = nn.LayerNorm(config.hidden)
         self.head = nn.Linear(len(config.modalities) * config.hidden, config.num_classes)
 
     def forward(self, x: Tensor, mask: Tensor, return_attention: bool = False) -> ExpertOutput:
-        """x [B, T, H] (embedded tokens), mask [B, T]."""
-        attentions = []
-        for block in self.blocks:
-            x, probs = block(x, mask)
-            attentions.append(probs)
-        z = masked_modality_mean(self.ln_final(x), mask, self.slices).flatten(1)  # [B, M*H]
-        return ExpertOutput(self.head(z), z, attentions if return_attention else None)
+        """x [B, T, H] (embedded tokens), mask [B, T] -> this expert's `ExpertOutput` (E = 1)."""
+        return run_experts([self], x, mask, return_attention)
+
+
+def run_experts(experts: list[FusionExpert], x: Tensor, mask: Tensor, return_attention: bool = False) -> ExpertOutput:
+    """E fusion experts of one config on the same embedded tokens, as one batched computation.
+
+    x [B, T, H], mask [B, T] -> ExpertOutput(logits [B, E, C], latents [B, E, M*H], attentions [E][L] of
+    [B, heads, T, T] when asked for). Each expert's weights are stacked along a leading expert axis, so every
+    layer is a few batched matmuls over [E, B, T, H] instead of E sequences of small ones (the gradients flow
+    back to each expert's own parameters through the stacking). Attention is PyTorch's fused
+    `scaled_dot_product_attention` unless the probabilities are asked for; then they are written out and
+    stay in the autograd graph, one tensor per expert and layer. In training mode the residual dropout masks
+    are drawn in the order that running the experts one after another draws them (expert by expert, layer
+    by layer), so that a seed gives the same masks as the per-expert computation
+    (tests/test_batched_experts.py checks both against tests/reference_fusion.py).
+    """
+    first = experts[0]
+    E, (B, T, H), heads = len(experts), x.shape, first.blocks[0].attn.heads
+
+    def stacked(name: str) -> Tensor:  # [E, *shape of the parameter]
+        return torch.stack([expert.get_parameter(name) for expert in experts])
+
+    def linear(h: Tensor, name: str) -> Tensor:  # h [E, B, ..., in] -> [E, B, ..., out]
+        out = torch.baddbmm(stacked(f"{name}.bias")[:, None], h.flatten(1, -2),
+                            stacked(f"{name}.weight").transpose(1, 2))
+        return out.view(*h.shape[:-1], -1)
+
+    def layer_norm(h: Tensor, name: str) -> Tensor:  # h [E, B, T, H]
+        return F.layer_norm(h, (H,)) * stacked(f"{name}.weight")[:, None, None] + stacked(f"{name}.bias")[:, None, None]
+
+    noise = residual_dropout_noise(experts, (B, T, H), x)  # [E, L, 2, B, T, H] or None
+    has_key = mask.any(-1)  # [B]
+    # An example without any real token attends to all of its (emptied) slots, and its attention output is
+    # zeroed: finite everywhere, and nothing of such an example is ever pooled.
+    key_mask = (mask | ~has_key[:, None]).repeat(E, 1)[:, None, None, :]  # [E*B, 1, 1, T]
+    keep_rows = has_key.repeat(E)[:, None, None, None].to(x.dtype)  # [E*B, 1, 1, 1]
+    x = x.expand(E, B, T, H)
+    attentions = []
+    for layer in range(len(first.blocks)):
+        prefix = f"blocks.{layer}"
+        qkv = linear(layer_norm(x, f"{prefix}.ln_attn"), f"{prefix}.attn.qkv")  # [E, B, T, 3H]
+        q, k, v = qkv.view(E * B, T, 3, heads, H // heads).permute(2, 0, 3, 1, 4)  # each [E*B, heads, T, H/heads]
+        if return_attention:
+            scores = (q @ k.transpose(-2, -1) / math.sqrt(H // heads)).masked_fill(~key_mask, float("-inf"))
+            per_expert = (scores.softmax(-1) * keep_rows).view(E, B, heads, T, T).unbind(0)
+            attentions.append(per_expert)
+            y = torch.stack(per_expert).view(E * B, heads, T, T) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask) * keep_rows
+        attended = linear(y.transpose(1, 2).reshape(E, B, T, H), f"{prefix}.attn.out")  # [E, B, T, H]
+        x = x + (attended if noise is None else attended * noise[:, layer, 0])
+        hidden = F.gelu(linear(layer_norm(x, f"{prefix}.ln_mlp"), f"{prefix}.mlp.0"))
+        mlp = linear(hidden, f"{prefix}.mlp.2")
+        x = x + (mlp if noise is None else mlp * noise[:, layer, 1])
+    z = masked_modality_mean(layer_norm(x, "ln_final").flatten(0, 1), mask.repeat(E, 1), first.slices)
+    z = z.view(E, B, -1)  # [E, B, M*H]
+    logits = linear(z, "head")  # [E, B, C]
+    return ExpertOutput(logits.transpose(0, 1), z.transpose(0, 1),
+                        [list(a) for a in zip(*attentions)] if return_attention else None)
+
+
+def residual_dropout_noise(experts: list[FusionExpert], shape: tuple[int, ...], like: Tensor) -> Tensor | None:
+    """Dropout noise of the residual branches, [E, L, 2, *shape] (attention, MLP), or None when not training
+    or p = 0: bernoulli(1 - p) / (1 - p) per element, drawn from the global generator in the order, shapes and
+    way (`torch.nn.functional.dropout` on CPU) that the experts run one after another draw it."""
+    first = experts[0]
+    p = first.dropout
+    if not first.training or p == 0:
+        return None
+    noise = torch.stack([torch.stack([torch.stack([like.new_empty(shape).bernoulli_(1 - p) for _ in range(2)])
+                                      for _ in first.blocks]) for _ in experts])
+    return noise.div_(1 - p)
 
 
 @dataclass
@@ -245,12 +295,10 @@ class ModelOutput:
     attentions: list[list[Tensor]] | None = None  # [expert][layer] -> [B, heads, T, T]
 
 
-def combine_experts(outputs: list[ExpertOutput], weights: Tensor) -> ModelOutput:
-    """Stack the experts' outputs and mix their logits with weights [B, E]."""
-    expert_logits = torch.stack([o.logits for o in outputs], 1)  # [B, E, C]
-    logits = torch.einsum("be,bec->bc", weights, expert_logits)  # [B, C]
-    attentions = None if outputs[0].attentions is None else [o.attentions for o in outputs]
-    return ModelOutput(logits, expert_logits, torch.stack([o.latent for o in outputs], 1), weights, attentions)
+def combine_experts(outputs: ExpertOutput, weights: Tensor) -> ModelOutput:
+    """The model's output from its experts' (`run_experts`) and routing weights [B, E]: logits mixed by weight."""
+    logits = torch.einsum("be,bec->bc", weights, outputs.logits)  # [B, C]
+    return ModelOutput(logits, outputs.logits, outputs.latents, weights, outputs.attentions)
 
 
 class MultimodalModel(nn.Module):
