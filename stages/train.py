@@ -41,6 +41,7 @@ def main() -> int:
     write_json(f"metrics/train/{key}.json", {
         "model": args.model, "dataset": args.dataset, "parameters": parameters,
         "best_epoch": per_seed(train_params.seeds, [r.best_epoch for r in runs]),
+        "epochs_run": per_seed(train_params.seeds, [len(r.curves) for r in runs]),  # < train.epochs: stopped early
         "test": aggregate([r.test for r in runs]), "val": aggregate([r.val for r in runs]),
     })
     write_csv(f"metrics/train/curves/{key}.csv",

@@ -166,3 +166,21 @@ def test_token_dropout_changes_training_and_stays_seeded(toy):
                           torch.device("cpu")) for _ in range(2)]
     assert plain.curves != dropped[0].curves
     assert all(torch.equal(dropped[0].state_dict[k], dropped[1].state_dict[k]) for k in plain.state_dict)
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement_on_the_same_trajectory(toy):
+    """A stopped run is the full run cut short: the same curves up to the stop, so the same epoch is kept
+    whenever the full run's best comes before `patience` epochs without improvement."""
+    manifest, splits, small = toy
+    config = model_config("dense", manifest, small.model, small.moe)
+    train = replace(small.train, epochs=8, lr=3e-2)  # a high rate, so that the validation score stalls
+    full = train_seed("dense", config, splits, "multiclass", train, 0, torch.device("cpu"))
+    scores = [row["val_score"] for row in full.curves]
+    # patience 1: the first epoch whose score is no better than every earlier one
+    stall = next((e for e in range(2, 9) if scores[e - 1] <= max(scores[:e - 1])), None)
+    assert stall is not None, f"the toy run never stalls: {scores}"
+    stopped = train_seed("dense", config, splits, "multiclass", replace(train, patience=1), 0, torch.device("cpu"))
+    assert len(stopped.curves) == stall
+    assert stopped.curves == full.curves[:stall]
+    assert stopped.best_epoch == scores.index(max(scores[:stall])) + 1
+    assert full.best_epoch >= stopped.best_epoch and len(full.curves) == 8

@@ -151,6 +151,7 @@ class TrainParams(PerDataset):
     lr: float
     weight_decay: float
     token_dropout: float  # probability of removing each real token during training (0 = never)
+    patience: int | None  # stop after this many epochs without a better validation score (None = run every epoch)
     overrides: dict  # dataset -> {any of the keys above: value}
 
     def validate(self, key: str) -> None:
@@ -159,6 +160,7 @@ class TrainParams(PerDataset):
         for i, seed in enumerate(self.seeds):
             _non_negative_int(f"{key}.seeds[{i}]", seed)
         _positive_int(f"{key}.epochs", self.epochs)
+        _optional_positive_int(f"{key}.patience", self.patience)
         _positive_int(f"{key}.batch_size", self.batch_size)
         _positive_number(f"{key}.lr", self.lr)
         _non_negative_number(f"{key}.weight_decay", self.weight_decay)

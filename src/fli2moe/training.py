@@ -3,6 +3,8 @@
 One run per seed: Adam on the task loss (cross-entropy or BCE) plus `lambda_int` times the model's
 interaction loss, the epoch with the best validation score kept (accuracy for multiclass, macro-F1
 for multilabel; ties keep the earlier epoch), the test split evaluated once with that epoch's weights.
+With `train.patience` p, a run stops after p epochs without a better validation score (early stopping);
+it keeps the same epoch as the full run whenever that epoch comes before such a stretch.
 Everything is seeded: shuffling, dropout and the gaussian perturbations of the interaction losses.
 """
 
@@ -80,7 +82,7 @@ def drop_tokens(model: MultimodalModel, projected: torch.Tensor, mask: torch.Ten
 class SeedRun:
     state_dict: dict[str, torch.Tensor]  # weights of the selected epoch
     best_epoch: int  # 1-based
-    curves: list[dict]  # one row per epoch
+    curves: list[dict]  # one row per epoch run (fewer than train.epochs after an early stop)
     val: dict[str, float]
     test: dict[str, float]
     test_weights: torch.Tensor  # [N_test, E] routing weights
@@ -136,6 +138,9 @@ def train_seed(name: str, config, splits: dict[str, SplitTensors], task: str, tr
         if val_scores[metric] > best_score:
             best_score, best_epoch = val_scores[metric], epoch
             best_state = copy.deepcopy(model.state_dict())
+        elif train_params.patience is not None and epoch - best_epoch >= train_params.patience:
+            log.info("%s seed %d: no better validation score in %d epochs, stopped", name, seed, train_params.patience)
+            break
     seconds = time.perf_counter() - start
 
     model.load_state_dict(best_state)
