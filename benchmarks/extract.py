@@ -9,6 +9,7 @@ Then peak RSS of the stage script on two dataset sizes: bounded by the batch, it
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -64,6 +65,13 @@ def main() -> None:
     pixels = torch.stack([encoder.preprocessor.prepare(s.inputs[m]) for s in samples for m in s.inputs])
     raw_forward(encoder, pixels[: extract.batch_size], extract.batch_size)  # warm-up
     raw_seconds = raw_forward(encoder, pixels, extract.batch_size)
+    # The layout the encoder ran in before issue 15: the same weights and pixels, contiguous (NCHW) tensors.
+    nchw = copy.deepcopy(encoder.model).to(memory_format=torch.contiguous_format)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for chunk in pixels.split(extract.batch_size):
+            nchw.extract_features(chunk)
+    nchw_seconds = time.perf_counter() - start
 
     subset = DatasetSplits(dataset.name, dataset.task, dataset.label_names, dataset.modalities, {"train": samples})
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +80,9 @@ def main() -> None:
                             extract.batch_size, extract.num_workers, torch.device("cpu"))
         stage_seconds = time.perf_counter() - start
 
-    print(f"raw batched forward : {images / raw_seconds:7.1f} images/s ({raw_seconds:.1f} s)")
+    print(f"raw forward, NCHW   : {images / nchw_seconds:7.1f} images/s ({nchw_seconds:.1f} s), the layout before issue 15")
+    print(f"raw batched forward : {images / raw_seconds:7.1f} images/s ({raw_seconds:.1f} s), channels-last: "
+          f"{nchw_seconds / raw_seconds:.2f}x NCHW")
     print(f"extract stage       : {images / stage_seconds:7.1f} images/s ({stage_seconds:.1f} s)")
     print(f"ratio stage / raw   : {raw_seconds / stage_seconds:7.2f}   (goal >= 0.7)")
 
