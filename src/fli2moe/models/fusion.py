@@ -177,6 +177,7 @@ class Block(nn.Module):
         self.ln_attn = nn.LayerNorm(config.hidden)
         self.attn = SelfAttention(config)
         self.ln_mlp = nn.LayerNorm(config.hidden)
+        # A Sequential (Linear, GELU, Linear) so that the weights keep the names mlp.0 and mlp.2 of saved models.
         self.mlp = nn.Sequential(
             nn.Linear(config.hidden, config.mlp_ratio * config.hidden),
             nn.GELU(),
