@@ -36,7 +36,7 @@ ENGINE_CANDIDATES_PER_MODALITY = 6  # n = 12
 CALLS, COALITIONS_PER_CALL = 4, 600
 PREVIOUS_MAX_BATCH = 256
 LOOP_COALITIONS = 256
-REPEATS = 3
+REPEATS = 5
 
 GAME_SIZES = (7, 10)  # players per modality: n = 14 and n = 20, both within reach of exact enumeration
 BUDGETS = (500, 1000, 2000, 4000, 8000)

@@ -230,8 +230,9 @@ def run_experts(experts: list[FusionExpert], x: Tensor, mask: Tensor, return_att
     first = experts[0]
     E, (B, T, H), heads = len(experts), x.shape, first.blocks[0].attn.heads
 
-    def stacked(name: str) -> Tensor:  # [E, *shape of the parameter]
-        return torch.stack([expert.get_parameter(name) for expert in experts])
+    def stacked(name: str) -> Tensor:  # [E, *shape of the parameter]; a view, not a copy, for one expert
+        parameters = [expert.get_parameter(name) for expert in experts]
+        return parameters[0][None] if E == 1 else torch.stack(parameters)
 
     def linear(h: Tensor, name: str) -> Tensor:  # h [E, B, ..., in] -> [E, B, ..., out]
         out = torch.baddbmm(stacked(f"{name}.bias")[:, None], h.flatten(1, -2),
@@ -239,6 +240,8 @@ def run_experts(experts: list[FusionExpert], x: Tensor, mask: Tensor, return_att
         return out.view(*h.shape[:-1], -1)
 
     def layer_norm(h: Tensor, name: str) -> Tensor:  # h [E, B, T, H]
+        if E == 1:  # the fused affine form: the dense model pays nothing for the expert axis
+            return F.layer_norm(h, (H,), first.get_parameter(f"{name}.weight"), first.get_parameter(f"{name}.bias"))
         return F.layer_norm(h, (H,)) * stacked(f"{name}.weight")[:, None, None] + stacked(f"{name}.bias")[:, None, None]
 
     noise = residual_dropout_noise(experts, (B, T, H), x)  # [E, L, 2, B, T, H] or None
