@@ -19,7 +19,8 @@ def main() -> int:
     args, params = open_stage("report", __doc__, dataset=False,
                               options=lambda parser: parser.add_argument("--out", default="reports"))
     with refusals(args.label):
-        run = RunOutputs(Path("."), tuple(params.datasets), tuple(params.models), tuple(params.moe_plain_datasets))
+        run = RunOutputs(Path("."), tuple(params.datasets), tuple(params.models), tuple(params.moe_plain_datasets),
+                         {d: params.train.for_dataset(d).token_dropout for d in params.datasets})
         run.manifests  # every dataset's feature set must be there before any drawing starts
     # The datasets whose modalities are all pictures on disk get their maps drawn over the real images.
     image_files = {"enrico": partial(image_path, params.data["enrico"].root)} if "enrico" in params.datasets else {}

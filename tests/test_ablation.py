@@ -7,6 +7,7 @@ does so exactly when it touches the pair, with a probability known in closed for
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -122,7 +123,7 @@ def test_removing_the_top_sii_pair_drops_the_probability_to_its_floor_and_random
 def test_summary_table_and_plot_rows_report_the_known_ablation():
     ablation = run(budgets=(1, 20), repeats=5)
     labels = np.zeros(len(ablation.index), dtype=np.int64)  # class 0, predicted on every full input
-    summary = ablation_summary(ablation, labels, "multiclass", permutations=2000, resamples=200)
+    summary = ablation_summary([ablation], labels, "multiclass", permutations=2000, resamples=200)
     assert summary["unmasked"]["accuracy"] == 1.0
     assert_scalar_metrics(summary)
     assert set(summary) == {"unmasked", "budget_1", "budget_20"}
@@ -155,9 +156,29 @@ def test_summary_table_and_plot_rows_report_the_known_ablation():
                                                            for s in SELECTIONS]
 
 
+def test_summary_over_seeds_averages_the_seeds_and_gives_their_spread():
+    first = run(n=10, repeats=2)
+    # A second seed whose ranked pairs drop 0.1 more on every example, its random pairs as the first's.
+    drop = first.drop.copy()
+    drop[..., 0] += 0.1
+    second = dataclasses.replace(first, drop=drop)
+    one = ablation_summary([first], np.zeros(10, dtype=np.int64), "multiclass", permutations=50, resamples=20)
+    two = ablation_summary([first, second], np.zeros(10, dtype=np.int64), "multiclass", permutations=50, resamples=20)
+    ranked, compare = two["budget_1"]["sii"]["ranked"], two["budget_1"]["sii"]["vs_random_candidates"]
+    base = one["budget_1"]["sii"]["vs_random_candidates"]["difference"]
+    assert (ranked["seeds"], compare["seeds"], compare["n"]) == (2, 2, 10)
+    assert ranked["drop"] == pytest.approx(one["budget_1"]["sii"]["ranked"]["drop"] + 0.05)
+    assert compare["difference"] == pytest.approx(base + 0.05)
+    assert compare["std"] == pytest.approx(0.1 / math.sqrt(2))  # two per-seed means 0.1 apart
+    assert compare["low"] < compare["difference"] < compare["high"]
+    assert two["budget_1"]["sii"]["random_candidates"]["std"] == 0.0  # the seeds' random drops are equal
+    with pytest.raises(ValueError, match="differ"):
+        ablation_summary([first, run(n=9, repeats=2)], np.zeros(10, dtype=np.int64), "multiclass")
+
+
 def test_summary_keys_budgets_by_value_and_refuses_a_repeated_budget():
     ablation = run(n=6, budgets=(10, 2), repeats=2)
-    summary = ablation_summary(ablation, np.zeros(6, dtype=np.int64), "multiclass", permutations=50, resamples=20)
+    summary = ablation_summary([ablation], np.zeros(6, dtype=np.int64), "multiclass", permutations=50, resamples=20)
     keys = json.loads(json.dumps(summary, sort_keys=True))  # as the metrics file holds them: sorted as strings
     assert list(keys)[:2] == ["budget_10", "budget_2"] and summary_budgets(keys) == [2, 10]
     assert budget_key(2) == "budget_2" and [p["budget"] for p in plot_rows(keys)][::6] == [2, 10]
@@ -200,7 +221,7 @@ def test_ablation_of_a_real_model_reads_the_probe_output_and_gives_json_ready_me
     assert ablation.matched.all() and np.isfinite(ablation.drop).all()
     # Budget 50 removes every candidate, so every real token: ranked and random sets are the same.
     np.testing.assert_allclose(ablation.drop[:, 2], ablation.drop[:, 2, :, :1].repeat(9, -1), atol=1e-6)
-    summary = ablation_summary(ablation, np.array([0, 1, 2]), "multiclass", permutations=100, resamples=50)
+    summary = ablation_summary([ablation], np.array([0, 1, 2]), "multiclass", permutations=100, resamples=50)
     json.dumps(summary, allow_nan=False)  # the metrics file refuses NaN
     assert_scalar_metrics(summary)
     assert summary["budget_50"]["rg"]["random_all"]["mean_pairs"] == pytest.approx(52 / 3)
@@ -323,13 +344,13 @@ def test_paired_comparison_averages_random_repeats_and_its_interval_shrinks_with
     rng = np.random.default_rng(0)
     ranked = np.array([1.0, 2.0, 3.0])
     random = np.array([[0.0, 2.0], [1.0, 1.0], [3.0, 5.0]])  # means 1, 1, 4 -> d = 0, 1, -1
-    result = paired_comparison(ranked, random, permutations=100, resamples=100)
+    result = paired_comparison(ranked[None], random[None], permutations=100, resamples=100)
     assert result["difference"] == 0.0 and result["n"] == 3
     assert result["cohens_dz"] == 0.0 and result["rank_biserial"] == 0.0
 
     def width(n):
         d = rng.normal(0.3, 1.0, n)
-        r = paired_comparison(d, np.zeros(n), permutations=1000, resamples=500)
+        r = paired_comparison(d[None], np.zeros((1, n, 1)), permutations=1000, resamples=500)
         assert r["low"] <= r["difference"] <= r["high"]
         return r["high"] - r["low"]
 

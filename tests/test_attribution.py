@@ -12,11 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 from fli2moe.attribution import METHODS, attribute, rollout
 from fli2moe.faithfulness import (
     bootstrap_ci,
+    faithfulness_summary,
+    seed_example_ci,
     concentration,
     expert_divergence,
     faithfulness,
@@ -204,7 +207,7 @@ def test_a_model_that_reads_one_token_gets_it_ranked_first_and_maximal_comprehen
     assert (result.random[0, :, b, :, 0] < comprehensive - 1e-6).any()
     assert (result.random[0, :, b, :, 0] <= comprehensive + 1e-6).all()
     assert result.random[0, :, b, :, 1].mean() > 0
-    gap = {(r["modality"], r["kind"]): r["gap"] for r in result.summary(resamples=200)}
+    gap = {(r["modality"], r["kind"]): r["gap"] for r in faithfulness_summary([result], resamples=200)}
     assert gap[("b", "comprehensiveness")] > 0 and gap[("b", "sufficiency")] < 0
 
 
@@ -376,3 +379,34 @@ def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_examples():
     assert large["high"] - large["low"] < (small["high"] - small["low"]) / 5  # ~ 1/sqrt(n): 10x
     assert large["low"] < 1.0 < large["high"]
     assert bootstrap_ci([1.0, 2.0, 3.0], seed=5) == bootstrap_ci([1.0, 2.0, 3.0], seed=5)
+
+
+def test_seed_example_ci_on_hand_made_numbers():
+    # Seeds shift every example by 0, 1, 2: per-seed means 2.5, 3.5, 4.5; per-example means 2, 3, 4, 5.
+    values = np.array([[1.0, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 6]])
+    ci = seed_example_ci(values)
+    half = np.sqrt(stats.t.ppf(0.975, 2) ** 2 * 1.0 / 3 + stats.norm.ppf(0.975) ** 2 * (5 / 3) / 4)
+    assert ci == pytest.approx({"mean": 3.5, "std": 1.0, "low": 3.5 - half, "high": 3.5 + half, "n": 4, "seeds": 3})
+    # A NaN cell is left out of its seed's and its example's mean.
+    values[0, 0] = np.nan
+    ci = seed_example_ci(values)
+    assert ci["mean"] == pytest.approx((3.0 + 3.5 + 4.5) / 3)
+    assert ci["std"] == pytest.approx(np.std([3, 3.5, 4.5], ddof=1))
+    assert ci["n"] == 4
+    # One seed: the bootstrap over its examples, with no spread.
+    assert seed_example_ci(values[1:2]) == bootstrap_ci(values[1]) | {"std": 0.0, "seeds": 1}
+    with pytest.raises(ValueError, match="infinite"):
+        seed_example_ci(np.array([[1.0, np.inf], [1.0, 2.0]]))
+
+
+def test_seed_example_ci_covers_the_mean_of_a_crossed_design_where_an_example_bootstrap_does_not():
+    # y[s, n] = seed effect + example effect + noise, true mean 0: 3 seeds, 64 examples, as the pipeline.
+    rng = np.random.default_rng(1)
+    covered = naive = 0
+    for _ in range(1000):
+        y = rng.normal(0, 1, (3, 1)) + rng.normal(0, 1, (1, 64)) + rng.normal(0, 0.5, (3, 64))
+        ci = seed_example_ci(y)
+        covered += ci["low"] <= 0 <= ci["high"]
+        pooled = bootstrap_ci(y.ravel(), resamples=200)  # seeds ignored: the spread between them is missed
+        naive += pooled["low"] <= 0 <= pooled["high"]
+    assert 0.93 <= covered / 1000 <= 0.99 and naive / 1000 < 0.5

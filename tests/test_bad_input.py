@@ -111,10 +111,19 @@ def test_an_example_with_an_empty_modality_is_skipped_and_recorded_by_every_expl
             record = json.loads((tmp_path / results / "toy-dense" / "skipped.json").read_text())
             assert record == {"examples": 6, "skipped": expected}, stage
             assert json.loads((tmp_path / metrics / "toy-dense.json").read_text())["skipped"] == 1, stage
-    maps = load_file(tmp_path / "results" / "attribution" / "toy-dense" / "maps.safetensors")
-    probe = load_file(tmp_path / "results" / "probe" / "toy-dense" / "interactions.safetensors")
+    maps = load_file(tmp_path / "results" / "attribution" / "toy-dense" / "seed_0" / "maps.safetensors")
+    probe = load_file(tmp_path / "results" / "probe" / "toy-dense" / "seed_0" / "interactions.safetensors")
     assert maps["index"].tolist() == probe["index"].tolist() == [0, 1, 2, 4, 5]
     assert torch.isfinite(probe["sii"][~probe["sii"].isnan()]).all()
+
+    # A Monte Carlo budget that cannot buy the two contexts a standard error needs is refused before any
+    # model evaluation, naming the key and the example, and the previous probe results stay as they were.
+    before = (tmp_path / "metrics" / "probe" / "toy-dense.json").read_text()
+    raw_params["probe"].update(estimator="montecarlo", candidates="all", evaluations=5)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    assert_one_line_refusal(run_stage("probe", tmp_path, "--dataset", "toy", "--model", "dense"),
+                            "probe.evaluations = 5 is too small", "example 'test0'", "2 contexts cost")
+    assert (tmp_path / "metrics" / "probe" / "toy-dense.json").read_text() == before
 
 
 def test_max_tokens_above_the_text_encoders_limit_is_refused_with_the_params(tmp_path, raw_params):

@@ -20,7 +20,7 @@ def toy_custom(params):
     params["moe"]["router_hidden"] = 8
     params["train"].update(epochs=1, seeds=[0], batch_size=16)
     params["attribution"].update(examples=4, random_repeats=2, bootstrap=50)
-    params["probe"].update(examples=2, candidates=2, num_contexts=8, indices=["sii", "rg", "bii"])
+    params["probe"].update(examples=2, candidates=2, evaluations=40, indices=["sii", "rg", "bii"])
     params["ablate"].update(budgets=[1, 2], random_repeats=2, permutations=50, bootstrap=50)
 
 
@@ -62,9 +62,12 @@ def test_metrics_are_scalars_and_hold_no_wall_time(repo, venv_env):
     assert not [k for k in keys if "second" in k or "timing" in k]
     assert any(k.startswith("metrics/ablate/custom-dense.json:budget_2.") for k in keys)
     # The Banzhaf index end to end: probed, ranked by in the ablation, summarised in the report.
-    assert {"metrics/probe/custom-dense.json:mean_abs_bii", "metrics/ablate/custom-dense.json:budget_2.bii."
-            "vs_random_candidates.difference", "reports/summary.json:custom.dense.budget_1.bii_vs_random_candidates",
-            "reports/summary.json:custom.dense.mean_abs_bii"} <= set(keys)
+    # Every headline figure carries its seed spread next to its mean, each a scalar of its own.
+    assert {"metrics/probe/custom-dense.json:mean_abs_bii.mean", "metrics/probe/custom-dense.json:mean_abs_bii.std",
+            "metrics/ablate/custom-dense.json:budget_2.bii.vs_random_candidates.difference",
+            "reports/summary.json:custom.dense.budget_1.bii_vs_random_candidates.mean",
+            "reports/summary.json:custom.dense.budget_1.bii_vs_random_candidates.std",
+            "reports/summary.json:custom.dense.mean_abs_bii.mean"} <= set(keys)
 
 
 def test_queued_experiments_run_their_own_code_and_share_the_run_cache(repo, venv_env):
@@ -72,7 +75,7 @@ def test_queued_experiments_run_their_own_code_and_share_the_run_cache(repo, ven
     # with the same inputs as the first, so both of its models come from the run-cache.
     run(["dvc", "exp", "run", "--queue", "-n", "wd", "-S", "train.weight_decay=1e-5"], repo, venv_env)
     run(["dvc", "exp", "run", "--queue", "-n", "wd-probe", "-S", "train.weight_decay=1e-5", "-S",
-         "probe.num_contexts=4"], repo, venv_env)
+         "probe.evaluations=30"], repo, venv_env)
     library = repo / "src" / "fli2moe" / "training.py"
     committed = library.read_text()
     # Changed after queueing, never committed: the queued experiments must not run it.
@@ -90,7 +93,7 @@ def test_queued_experiments_run_their_own_code_and_share_the_run_cache(repo, ven
     assert {"probe@custom-dense", "ablate@custom-dense", "report"} <= stages_run(second)
     assert not stages_run(second) & {"extract@custom", "train@custom", "train_dense@custom"}
     diff = json.loads(run(["dvc", "exp", "diff", "wd", "wd-probe", "--json"], repo, venv_env))
-    assert diff["params"]["params.yaml"]["probe.num_contexts"] == {"old": 8, "new": 4, "diff": -4}
+    assert diff["params"]["params.yaml"]["probe.evaluations"] == {"old": 40, "new": 30, "diff": -10}
     assert "metrics/probe/custom-dense.json" in diff["metrics"]
     assert not any("timing" in path for path in diff["metrics"])
 

@@ -52,7 +52,7 @@ def workspaces(tmp_path_factory):
 @pytest.mark.parametrize("model, experts", [("fl_i2moe", 4), ("dense", 1)])
 def test_attribute_outputs(workspaces, model, experts):
     root = workspaces[0]
-    folder = root / "results" / "attribution" / f"toy-{model}"
+    folder = root / "results" / "attribution" / f"toy-{model}" / "seed_0"
     maps = load_file(folder / "maps.safetensors")
     T = 3 + 4  # toy modalities a (3 tokens) and b (4 tokens)
     assert maps["expert"].shape == (10, experts, T) and maps["whole"].shape == (10, T)
@@ -74,14 +74,14 @@ def test_attribute_outputs_are_byte_identical_across_runs(workspaces):
     a, b = workspaces
     for model in ("fl_i2moe", "dense"):
         for path in (f"metrics/attribution/toy-{model}.json", f"metrics/attribution/curves/toy-{model}.csv",
-                     f"results/attribution/toy-{model}/maps.safetensors"):
+                     f"results/attribution/toy-{model}/seed_0/maps.safetensors"):
             assert (a / path).read_bytes() == (b / path).read_bytes(), path
 
 
 def test_explained_examples_targets_are_the_predictions(workspaces, monkeypatch):
     monkeypatch.chdir(workspaces[0])
     params = load_params("params.yaml")
-    ex = explained_examples("toy", "dense", params.explain, 7)
+    ex = explained_examples("toy", "dense", params.explain, 7, 0)
     assert ex.projected.shape[0] == 7 and ex.ids == [f"test{i}" for i in range(7)]
     with torch.no_grad():
         logits = ex.model(ex.projected, ex.mask).logits
@@ -94,12 +94,12 @@ def test_explained_examples_targets_are_the_predictions(workspaces, monkeypatch)
 def test_probe_stage_covers_the_attributed_examples(workspaces):
     root = workspaces[1]
     raw = yaml.safe_load((root / "params.yaml").read_text())
-    raw["probe"].update(examples=None, candidates=2, num_contexts=8)
+    raw["probe"].update(examples=None, candidates=2, evaluations=40)
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     stage(root, "probe", "dense")
     metrics = json.loads((root / "metrics" / "probe" / "toy-dense.json").read_text())
     assert metrics["examples"] == 10 and metrics["pairs"] == 10 * 2 * 2  # 2 candidates per modality
-    tensors = load_file(root / "results" / "probe" / "toy-dense" / "interactions.safetensors")
+    tensors = load_file(root / "results" / "probe" / "toy-dense" / "seed_0" / "interactions.safetensors")
     assert tensors["sii"].shape == (10, 2, 2) and tensors["index"].tolist() == list(range(10))
     raw["probe"]["examples"] = 11
     (root / "params.yaml").write_text(yaml.safe_dump(raw))

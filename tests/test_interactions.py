@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fli2moe.interactions import cross_pairs, exact, montecarlo
+from fli2moe.interactions import contexts_for_budget, cross_pairs, exact, montecarlo
 
 # Interleaved modalities so that pair bookkeeping cannot rely on contiguous blocks.
 MODALITY = torch.tensor([0, 1, 1, 0, 0, 1])
@@ -238,6 +238,75 @@ def test_confidence_interval_coverage(scheme):
     for name, hits in covered.items():
         coverage = torch.stack(hits).double().mean().item()
         assert 0.90 <= coverage <= 0.99, (name, coverage)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_t_interval_is_calibrated_with_few_samples(scheme):
+    # The probe's regime: few samples per pair ("outside" at 6 contexts serves 86% of the pairs fewer than
+    # twice, the rest 2 to 5 times). Over 300 seeds on a 10-player game, the Student-t interval on the SE's
+    # own degrees of freedom covers the exact value 0.93-0.98 of the time (measured; "owen" SII is
+    # conservative, its Satterthwaite df being small), where 1.96 SE covers only 0.70-0.90: the band
+    # [0.92, 0.99] passes the first and fails the second for SII and RG. A pair sampled fewer than twice
+    # has no interval at all, never a zero-width one.
+    n, modality = 10, torch.tensor([0, 1] * 5)
+    game, _ = table_game(n, seed=1)
+    truth = exact(game, modality, rg_keep=0.7, indices=INDICES)
+    t_hits, z_hits = {index: [] for index in INDICES}, {index: [] for index in INDICES}
+    for seed in range(300):
+        result = montecarlo(game, modality, num_contexts=6, seed=seed, rg_keep=0.7, scheme=scheme, indices=INDICES)
+        for index in INDICES:
+            estimate, want = result[index], truth[index].value
+            low, high = estimate.interval()
+            has = ~low.isnan()
+            assert torch.equal(has, estimate.samples >= 2)
+            assert torch.equal(high.isnan(), low.isnan())
+            t_hits[index].append(((low <= want) & (want <= high))[has])
+            z_hits[index].append(((estimate.value - want).abs() <= 1.96 * estimate.se)[has])
+    for index in INDICES:
+        t_coverage, z_coverage = (torch.cat(h[index]).double().mean().item() for h in (t_hits, z_hits))
+        assert 0.92 <= t_coverage <= 0.99, (index, t_coverage)
+        if index in ("sii", "rg"):
+            assert z_coverage < 0.92, (index, z_coverage)
+
+
+def test_degrees_of_freedom_of_the_standard_error():
+    game, _ = table_game(N, seed=2)
+    outside = montecarlo(game, MODALITY, num_contexts=40, seed=0, rg_keep=0.7, indices=INDICES)
+    for index in INDICES:  # one stratum: the K samples of a pair give K - 1 degrees of freedom
+        estimate = outside[index]
+        sampled = estimate.samples >= 2
+        torch.testing.assert_close(estimate.df[sampled], (estimate.samples[sampled] - 1).double())
+        assert estimate.df[~sampled].isnan().all()
+    owen = montecarlo(game, MODALITY, num_contexts=40, seed=0, indices=INDICES)["sii"]
+    # 20 strata of 2 samples, 1 df each: Welch-Satterthwaite lies between one stratum's df and their sum.
+    assert ((owen.df >= 1) & (owen.df <= 20)).all() and (owen.df < 20).any()
+    exact_estimate = exact(game, MODALITY)["sii"]
+    assert exact_estimate.df.isinf().all()
+    low, high = exact_estimate.interval()
+    assert torch.equal(low, exact_estimate.value) and torch.equal(high, exact_estimate.value)
+    deterministic = montecarlo(game, MODALITY, num_contexts=8, seed=0, rg_keep=1.0)["rg"]
+    assert deterministic.df.isinf().all() and torch.equal(deterministic.interval()[0], deterministic.value)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_budget_of_evaluations_means_the_same_cost_in_every_scheme(scheme):
+    zero = lambda coalitions: torch.zeros(len(coalitions))  # noqa: E731  the cost never depends on the values
+    for n in (12, 16):
+        modality = torch.tensor([0] * (n // 2) + [1] * (n // 2))
+        counts = [contexts_for_budget(modality, budget, scheme=scheme) for budget in (600, 1000, 2000)]
+        assert counts == sorted(counts) and len(set(counts)) == 3
+        # It is a property of the layout, not of an example's draws: the same answer every time.
+        assert contexts_for_budget(modality, 1000, scheme=scheme) == counts[1]
+        used = [montecarlo(zero, modality, counts[1], seed, scheme=scheme).evaluations for seed in range(20)]
+        assert 0.85 * 1000 <= np.mean(used) <= 1.15 * 1000, (n, np.mean(used))
+        assert montecarlo(zero, modality, counts[1] + 1, 0, scheme=scheme).evaluations > 0.9 * np.mean(used)
+
+
+def test_a_budget_too_small_for_two_contexts_says_what_they_cost():
+    modality = torch.tensor([0] * 32 + [1] * 32)
+    with pytest.raises(ValueError, match=r"fewer than the 2 Monte Carlo contexts .* n = 64 .* 2 contexts cost \d+"):
+        contexts_for_budget(modality, 1000, scheme="owen")
+    assert contexts_for_budget(modality, 4000, scheme="owen") == 2
 
 
 # --- evaluations, batching, seeding, layout ------------------------------------------------------

@@ -31,7 +31,7 @@ def tiny_mmimdb(params):
     params["moe"]["router_hidden"] = 8
     params["train"].update(epochs=2, seeds=[0], batch_size=8)
     params["attribution"].update(examples=ATTRIBUTED, random_repeats=2, bootstrap=50)
-    params["probe"].update(examples=PROBED, candidates=2, num_contexts=8)
+    params["probe"].update(examples=PROBED, candidates=2, evaluations=40)
     params["ablate"].update(budgets=BUDGETS, random_repeats=2, permutations=50, bootstrap=50)
 
 
@@ -97,7 +97,7 @@ def test_explanation_stages_cover_the_expected_examples_with_finite_metrics(repo
     assert_scalar_metrics(ablate)
     assert set(ablate["unmasked"]) == {"score", "micro_f1", "macro_f1"}
     assert all(finite_numbers(m) for m in (attribution, probe, ablate))
-    maps = load_file(repo / "results" / "attribution" / key / "maps.safetensors")
+    maps = load_file(repo / "results" / "attribution" / key / "seed_0" / "maps.safetensors")
     assert maps["target"].shape == (ATTRIBUTED, 23) and maps["index"].tolist() == list(range(ATTRIBUTED))
 
 
@@ -117,7 +117,7 @@ def test_explained_target_is_the_predicted_positive_labels_else_the_top1(repo, m
     top1 = np.eye(23, dtype=bool)[logits.argmax(1)]
     expected = np.where(positive.any(1, keepdims=True), positive, top1)  # [N, 23]
 
-    recorded = load_file(repo / "results" / "attribution" / key / "maps.safetensors")["target"].numpy()
+    recorded = load_file(repo / "results" / "attribution" / key / "seed_0" / "maps.safetensors")["target"].numpy()
     np.testing.assert_array_equal(recorded, expected)
     probability = 1 / (1 + np.exp(-logits[:PROBED]))
     score = (probability * expected[:PROBED]).sum(1) / expected[:PROBED].sum(1)

@@ -38,7 +38,9 @@ def test_repository_params_load():
     (lambda p: p["moe"].update(tau=0), "moe.tau"),
     (lambda p: p["train"].update(seeds=[]), "train.seeds"),
     (lambda p: p["train"].update(lr=-1e-3), "train.lr"),
-    (lambda p: p["explain"].update(model_seed=7), "explain.model_seed"),
+    (lambda p: p["explain"].update(seeds=[7]), "explain.seeds"),
+    (lambda p: p["explain"].update(seeds="some"), "explain.seeds"),
+    (lambda p: p["explain"].update(seeds=[0, 0]), "explain.seeds"),
     (lambda p: p["explain"].update(baseline="blur"), "explain.baseline"),
     (lambda p: p["attribution"].update(k_percents=[5, 150]), "attribution.k_percents[1]"),
     (lambda p: p["attribution"].update(method="lime"), "attribution.method"),
@@ -46,12 +48,14 @@ def test_repository_params_load():
     (lambda p: p["probe"].update(rg_keep=1.5), "probe.rg_keep"),
     (lambda p: p["probe"].update(indices=["sii", "sii"]), "probe.indices"),
     (lambda p: p["probe"].update(indices=["sii", "shapley"]), "probe.indices"),
-    (lambda p: p["probe"].update(num_contexts=1), "probe.num_contexts"),
+    (lambda p: p["probe"].update(evaluations=0), "probe.evaluations"),
+    (lambda p: p["probe"].update(num_contexts=128), "probe.num_contexts was replaced by probe.evaluations"),
     (lambda p: p["probe"].update(scheme="permutation"), "probe.scheme"),
     (lambda p: p["data"]["synthetic"].update(tokens=2), "data.synthetic.tokens"),
     (lambda p: p["train"]["overrides"].update(imagenet={"lr": 0.1}), "train.overrides"),
     (lambda p: p["train"]["overrides"].update(enrico={"overrides": {}}), "train.overrides.enrico"),
-    (lambda p: p["train"]["overrides"].update(enrico={"seeds": [1, 2]}), "explain.model_seed"),
+    (lambda p: (p["explain"].update(seeds=[0]), p["train"]["overrides"].update(enrico={"seeds": [1, 2]})),
+     "explain.seeds"),
     (lambda p: p["probe"]["overrides"].update(enrico={"estimator": "exact", "candidates": "all"}),
      "probe.overrides.enrico.estimator"),
     (lambda p: p["train"]["overrides"].update(enrico={"lr": 0}), "train.overrides.enrico.lr"),
@@ -78,9 +82,9 @@ def test_train_overrides_apply_to_their_dataset_only(raw_params):
 
 
 def test_probe_overrides_apply_to_their_dataset_only(raw_params):
-    raw_params["probe"]["overrides"] = {"synthetic": {"candidates": "all", "num_contexts": 64}}
+    raw_params["probe"]["overrides"] = {"synthetic": {"candidates": "all", "evaluations": 64}}
     probe = Params.from_dict(raw_params).probe
-    assert (probe.for_dataset("synthetic").candidates, probe.for_dataset("synthetic").num_contexts) == ("all", 64)
+    assert (probe.for_dataset("synthetic").candidates, probe.for_dataset("synthetic").evaluations) == ("all", 64)
     assert probe.for_dataset("enrico") == dataclasses.replace(probe, overrides={})
 
 

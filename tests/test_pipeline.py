@@ -80,10 +80,12 @@ def tiny_training(params):
     params["extract"]["batch_size"] = 8
     params["model"].update(hidden=8, heads=2)
     params["moe"]["router_hidden"] = 8
-    params["train"].update(epochs=1, seeds=[0], batch_size=8)
+    params["train"].update(epochs=1, seeds=[0, 1], batch_size=8)  # two seeds: every stage explains both
     params["train"]["overrides"] = {"synthetic": {"epochs": 2, "token_dropout": 0.15}}
     params["attribution"].update(examples=4, random_repeats=2, bootstrap=50)
-    params["probe"].update(examples=2, candidates=2, num_contexts=8)
+    params["probe"].update(examples=2, candidates=2, evaluations=40)
+    # synthetic probes all 16 tokens (params.yaml's override): two owen contexts cost 216 evaluations
+    params["probe"]["overrides"]["synthetic"]["evaluations"] = 240
     params["ablate"].update(budgets=[1, 2], random_repeats=2, permutations=50, bootstrap=50)
 
 
@@ -120,6 +122,15 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
     ablate = json.loads((repo / "metrics" / "ablate" / "enrico-fl_i2moe.json").read_text())
     assert {"budget_1", "budget_2"} <= set(ablate) and ablate["budget_2"]["sii"]["vs_random_candidates"]["n"] == 2
     assert set(summary["enrico"]["fl_i2moe"]["budget_2"]) == {"sii_vs_random_candidates", "rg_vs_random_candidates"}
+    # Every explanation stage explained both trained seeds, and every headline figure is over both.
+    for stage in ("attribution", "probe", "ablate"):
+        for key in ("enrico-fl_i2moe", "synthetic-dense"):
+            assert json.loads((repo / "metrics" / stage / f"{key}.json").read_text())["seeds"] == 2, (stage, key)
+            assert sorted(p.name for p in (repo / "results" / stage / key).glob("seed_*")) == ["seed_0", "seed_1"]
+    figure = summary["synthetic"]["fl_i2moe"]["synergy_precision@1"]
+    assert figure["seeds"] == 2 and figure["low"] <= figure["mean"] <= figure["high"]
+    assert summary["enrico"]["dense"]["gini"]["seeds"] == 2 and summary["enrico"]["dense"]["gini"]["std"] > 0
+    assert summary["verdicts"]["concentration"]["enrico"] in ("supported", "not supported", "inconclusive")
     run(["git", "add", "-A"], repo, venv_env)
     run(["git", "commit", "-q", "-m", "baseline run"], repo, venv_env)
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]

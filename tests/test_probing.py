@@ -7,16 +7,19 @@ must hold for it: batch invariance, chunking, exact vs Monte Carlo agreement, re
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 from fli2moe.attribution import attribute
 from fli2moe.explaining import ExplanationContext
-from fli2moe.interactions import exact
+from fli2moe.interactions import Estimate, PairInteractions, cross_pairs, exact
 from fli2moe.masking import remove_tokens, target_labels, target_score
 from fli2moe.models import FLI2MoEConfig, ModalitySpec, ModelOutput, build_model
 from fli2moe.probing import (
+    ProbeResult,
     aggregate_recovery,
     check_pair_modalities,
     coalition_game,
@@ -26,6 +29,7 @@ from fli2moe.probing import (
     probe_metrics,
     recovery_metrics,
     select_candidates,
+    significant,
     synthetic_recovery,
 )
 
@@ -190,18 +194,46 @@ def test_aggregate_recovery_counts_missing_pairs_as_misses():
     rows = [planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [2, 0], "redundancy": [0, 0]}),  # synergy rank 1, redundancy rank 1
             planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [1, 1], "redundancy": [2, 1]}),  # synergy rank 6 (SII < 0), rg rank 2
             planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [5, 5], "redundancy": [5, 5]})]  # both missing
-    agg = aggregate_recovery(rows)
+    agg = aggregate_recovery([rows])
     assert agg["synergy_examples"] == 3 and agg["synergy_missing"] == 1 and agg["synergy_found"] == 2
     assert agg["synergy_missing_share"] == pytest.approx(1 / 3)
     assert agg["synergy_mean_rank"] == pytest.approx(3.5)
-    assert agg["synergy_precision@1"] == pytest.approx(1 / 3)
-    assert agg["synergy_precision@5"] == pytest.approx(1 / 3)
+    assert agg["synergy_precision@1"]["mean"] == pytest.approx(1 / 3)
+    assert agg["synergy_precision@5"]["mean"] == pytest.approx(1 / 3)
     assert agg["synergy_sign_accuracy"] == pytest.approx(0.5)
     assert agg["synergy_chance_precision@1"] == pytest.approx(2 / 3 / 6)
     assert agg["redundancy_mean_rank"] == pytest.approx(1.5)
-    assert agg["redundancy_precision@5"] == pytest.approx(2 / 3)
+    assert agg["redundancy_precision@5"]["mean"] == pytest.approx(2 / 3)
     assert agg["redundancy_sign_accuracy"] == pytest.approx(1.0)
-    assert aggregate_recovery([planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [5, 5], "redundancy": [5, 5]})])["synergy_mean_rank"] is None
+    assert aggregate_recovery([[planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [5, 5], "redundancy": [5, 5]})]])["synergy_mean_rank"] is None
+
+
+def test_a_miss_within_the_estimators_noise_is_told_apart_from_a_clear_one():
+    sii = np.array([0.1, 0.2, 0.9, -0.3, 1.5, 0.0])  # the top pair is (2, 0) at 1.5; (1, 0) is second at 0.9
+    planted = {"synergy": [1, 0]}
+    wide, narrow = np.full(6, 0.3), np.full(6, 0.1)  # the gap 0.6 against 1.96 sqrt(2) se: 0.83 and 0.28
+    assert planted_pair_recovery(POSITIONS, {"synergy": sii}, planted, errors={"synergy": wide})["synergy_within_noise"]
+    assert not planted_pair_recovery(POSITIONS, {"synergy": sii}, planted,
+                                     errors={"synergy": narrow})["synergy_within_noise"]
+    assert planted_pair_recovery(POSITIONS, {"synergy": sii}, {"synergy": [2, 0]},
+                                 errors={"synergy": wide})["synergy_within_noise"] is None  # ranked first
+    assert "synergy_within_noise" not in planted_pair_recovery(POSITIONS, {"synergy": sii}, planted)
+    rows = [planted_pair_recovery(POSITIONS, {"synergy": sii}, p, errors={"synergy": e})
+            for p, e in ((planted, wide), (planted, narrow), ({"synergy": [2, 0]}, wide))]
+    assert aggregate_recovery([rows], kinds=("synergy",))["synergy_misses_within_noise"] == 0.5
+
+
+def test_aggregate_recovery_over_seeds_gives_each_seed_its_rate_and_the_spread():
+    sii, rg = [0.1, 0.2, 0.9, -0.3, 1.5, 0.0], [0.4, -0.2, 0.0, 0.1, 0.0, 0.3]
+    hit = planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [2, 0], "redundancy": [0, 0]})
+    miss = planted_pair_recovery(POSITIONS, {"synergy": sii, "redundancy": rg}, {"synergy": [1, 1], "redundancy": [2, 1]})
+    agg = aggregate_recovery([[hit, miss, miss], [hit, hit, hit]], seeds=[3, 7])
+    p1 = agg["synergy_precision@1"]
+    assert (p1["seed_3"], p1["seed_7"]) == (pytest.approx(1 / 3), 1.0)
+    assert p1["mean"] == pytest.approx(2 / 3) and p1["std"] == pytest.approx((2 / 3) / 2 ** 0.5)
+    assert (p1["seeds"], p1["n"]) == (2, 3) and p1["low"] < p1["mean"] < p1["high"]
+    assert agg["synergy_examples"] == 3 and agg["synergy_found"] == 3.0
+    assert agg["synergy_mean_rank"] == pytest.approx((4 * 1 + 2 * 6) / 6)  # pooled over seeds and examples
 
 
 # --- probing real examples ---------------------------------------------------------------------------
@@ -215,7 +247,7 @@ def probed(one_thread):  # function scope: a module-scoped fixture would run bef
     targets = predicted(model, projected, mask)
     maps = attribute(model, projected, mask, targets).whole
     args = (ExplanationContext(model, baseline, "multiclass", "logit", max_batch=64), projected, mask, targets, maps)
-    run = dict(candidates_per_modality=3, num_contexts=3000, rg_keep=0.5, indices=("sii", "rg", "bii"))
+    run = dict(candidates_per_modality=3, evaluations=2**6, rg_keep=0.5, indices=("sii", "rg", "bii"))
     return dict(exact=probe_examples(*args, estimator="exact", **run),
                 mc=probe_examples(*args, estimator="montecarlo", seed=7, **run),
                 again=probe_examples(*args, estimator="montecarlo", seed=7, **run),
@@ -257,17 +289,22 @@ def test_pair_rows_metrics_and_synthetic_recovery(probed):
     assert rows[0]["id"] == "x0" and rows[0]["modality_i"] == "a" and rows[0]["modality_j"] == "b"
     assert rows[0]["slot_i"] == first.candidates[pair[0]] and rows[0]["position_j"] == first.positions[pair[1]]
     assert rows[0]["sii"] == first.interactions["sii"].value[0].item()
-    assert all(r["significant"] == (abs(r["sii"]) > 1.96 * r["sii_se"]) for r in rows)
+    # Significant: the Student-t interval on the SE's own df excludes 0; it is wider than 1.96 SE.
+    assert all(r["significant"] == (r["sii_low"] > 0 or r["sii_high"] < 0) for r in rows)
+    sii = first.interactions["sii"]
+    half = stats.t.ppf(0.975, sii.df[0].item()) * sii.se[0].item()
+    assert rows[0]["sii_high"] - rows[0]["sii"] == pytest.approx(half) and half > 1.96 * rows[0]["sii_se"]
     assert [k for k in rows[0] if k.startswith(("sii", "rg", "bii"))] == [
-        "sii", "sii_se", "rg", "rg_se", "bii", "bii_se", "sii_samples", "rg_samples", "bii_samples"]
-    metrics = probe_metrics(results)
+        "sii", "sii_se", "sii_low", "sii_high", "rg", "rg_se", "rg_low", "rg_high", "bii", "bii_se", "bii_low",
+        "bii_high", "sii_samples", "rg_samples", "bii_samples"]
+    metrics = probe_metrics([results])
     assert metrics["pairs"] == 36 and metrics["examples"] == 4
-    assert metrics["mean_abs_bii"] == pytest.approx(sum(abs(r["bii"]) for r in rows) / 36)
+    assert metrics["mean_abs_bii"]["mean"] == pytest.approx(sum(abs(r["bii"]) for r in rows) / 36)
     assert metrics["significant_share_bii"] == pytest.approx(
-        sum(abs(r["bii"]) > 1.96 * r["bii_se"] for r in rows) / 36)
+        sum(r["bii_low"] > 0 or r["bii_high"] < 0 for r in rows) / 36)
     assert "significant_share_sii" not in metrics
     assert metrics["significant_share"] == pytest.approx(sum(r["significant"] for r in rows) / 36)
-    assert metrics["mean_abs_sii"] == pytest.approx(sum(abs(r["sii"]) for r in rows) / 36)
+    assert metrics["mean_abs_sii"]["mean"] == pytest.approx(sum(abs(r["sii"]) for r in rows) / 36)
 
     # Plant, in example 1, the top-SII pair as the synergy and the lowest-RG pair as the redundancy.
     ex = probed["exact"][1]
@@ -280,16 +317,38 @@ def test_pair_rows_metrics_and_synthetic_recovery(probed):
     assert rows[1]["synergy_rank"] == 1 and rows[1]["redundancy_rank"] == 9
     assert not rows[0]["synergy_found"]
     # BII, an extra index, ranks the planted pair of the kind its positive values mean (synergy).
-    recovery = recovery_metrics(probed["exact"], truth, ("sii", "rg", "bii"))
+    recovery = recovery_metrics([probed["exact"]], truth, ("sii", "rg", "bii"), seeds=[0])
     assert set(recovery) == {"recovery", "recovery_bii"}
     assert recovery["recovery"]["synergy_found"] == 1 and "redundancy_examples" not in recovery["recovery_bii"]
     bii_rank = int((ex.interactions["bii"].value >= ex.interactions["bii"].value[ex.interactions["sii"].value.argmax()]).sum())
     assert recovery["recovery_bii"]["synergy_mean_rank"] == bii_rank
 
 
+def test_a_pair_without_an_interval_is_never_significant():
+    # A Monte Carlo pair sampled once has a NaN SE: no interval, and not significant however large it is.
+    nan, inf = float("nan"), float("inf")
+    estimate = Estimate(value=torch.tensor([5.0, 5.0, 0.0, 0.3], dtype=torch.float64),
+                        se=torch.tensor([nan, 0.1, 0.0, 0.0], dtype=torch.float64),
+                        samples=torch.tensor([1, 2, 1, 3]), df=torch.tensor([nan, 1.0, inf, 2.0], dtype=torch.float64))
+    low, high = estimate.interval()
+    assert low[0].isnan() and high[0].isnan()
+    # df 1: t_{1, 0.975} = 12.71, so 5 +- 1.27 excludes 0; SE 0 gives a zero-width interval.
+    assert low[1].item() == pytest.approx(5 - 1.2706, abs=1e-4) and low[3] == high[3] == 0.3
+    assert significant(estimate).tolist() == [False, True, False, True]
+    assert probe_metrics_share(estimate) == pytest.approx(2 / 3)
+
+
+def probe_metrics_share(estimate):
+    """significant_share of `probe_metrics` for one example whose only index is SII."""
+    modality = torch.tensor([0, 0, 1, 1])
+    result = ProbeResult(0, torch.arange(4), torch.tensor([0, 1, 0, 1]),
+                         PairInteractions(cross_pairs(modality), {"sii": estimate}, 4, modality), 0.1)
+    return probe_metrics([[result]])["significant_share"]
+
+
 def test_interaction_tensors_hold_each_example_matrix_with_padding():
     from fli2moe.interactions import exact
-    from fli2moe.probing import ProbeResult, interaction_tensors
+    from fli2moe.probing import interaction_tensors
 
     def game(weights):
         return lambda coalitions: coalitions.double() @ weights + coalitions[:, 0].double() * coalitions[:, -1].double()

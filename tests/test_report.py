@@ -30,14 +30,15 @@ def ci(mean, low, high) -> dict:
     return {"mean": mean, "low": low, "high": high, "n": 10}
 
 
-def toy_run(tmp_path: Path, models=("fl_i2moe", "dense"), moe_plain_datasets=("toy",)) -> RunOutputs:
-    """A run with one two-modality dataset `toy`: only the files a test writes exist."""
+def toy_run(tmp_path: Path, models=("fl_i2moe", "dense"), moe_plain_datasets=("toy",),
+            token_dropout=0.15) -> RunOutputs:
+    """A run with one two-modality dataset `toy`, trained with `token_dropout`: only the files a test writes exist."""
     write(tmp_path, "features/toy/manifest.json", {
         "dataset": "toy", "task": "multiclass", "label_names": ["x", "y"], "splits": {"test": 2},
         "modalities": [{"name": "a", "tokens": 2, "dim": 3, "grid": None},
                        {"name": "b", "tokens": 2, "dim": 3, "grid": None}],
         "skipped": [], "ids": {"test": ["t0", "t1"]}})
-    return RunOutputs(tmp_path, ("toy",), tuple(models), tuple(moe_plain_datasets))
+    return RunOutputs(tmp_path, ("toy",), tuple(models), tuple(moe_plain_datasets), {"toy": token_dropout})
 
 
 def faithfulness_entry(gap, low, high) -> dict:
@@ -97,6 +98,9 @@ def test_faithfulness_verdict_needs_every_interval_on_the_right_side_of_zero(tmp
     write(tmp_path, "metrics/attribution/toy-fl_i2moe.json", {"faithfulness": faith})
     verdict = claims.faithfulness_claim(run, "toy")
     assert verdict.status == expected and verdict.sentence.endswith(f"- {expected}.")
+    # Models never trained on removed tokens: the verdict stands, and its sentence says what it rests on.
+    verdict = claims.faithfulness_claim(toy_run(tmp_path, token_dropout=0.0), "toy")
+    assert verdict.status == expected and verdict.sentence.endswith("outside their training distribution.")
 
 
 @pytest.mark.parametrize("fl, dense, expected", [
@@ -111,15 +115,25 @@ def test_concentration_verdict_compares_gini_intervals(tmp_path, fl, dense, expe
     assert claims.concentration_claim(run, "toy").status == expected
 
 
+def precision(mean, low, per_seed=(0.6, 0.7, 0.8)) -> dict:
+    """A P@1 figure over three seeds: {mean, std, low, high, n, seeds, seed_<s>}."""
+    return {"mean": mean, "std": 0.05, "low": low, "high": mean + 0.1, "n": 100, "seeds": 3,
+            **{f"seed_{s}": value for s, value in enumerate(per_seed)}}
+
+
 @pytest.mark.parametrize("synergy, redundancy, expected", [
-    (0.6, 0.7, claims.SUPPORTED), (0.6, 0.2, claims.MIXED), (0.5, 0.1, claims.NOT_SUPPORTED)])
-def test_recovery_verdict_needs_a_majority_of_examples(tmp_path, synergy, redundancy, expected):
+    ((0.7, 0.55), (0.8, 0.7), claims.SUPPORTED),
+    ((0.7, 0.55), (0.6, 0.45), claims.MIXED),  # a mean above 50% whose interval reaches below it: not enough
+    ((0.5, 0.4), (0.1, 0.05), claims.NOT_SUPPORTED)])
+def test_recovery_verdict_needs_the_interval_above_a_majority_of_examples(tmp_path, synergy, redundancy, expected):
     run = toy_run(tmp_path)
-    write(tmp_path, "metrics/probe/toy-fl_i2moe.json", {"recovery": {
-        "synergy_precision@1": synergy, "redundancy_precision@1": redundancy,
+    write(tmp_path, "metrics/probe/toy-fl_i2moe.json", {"seeds": 3, "recovery": {
+        "synergy_precision@1": precision(*synergy), "redundancy_precision@1": precision(*redundancy),
         "synergy_chance_precision@1": 0.02, "redundancy_chance_precision@1": 0.03}})
     verdict = claims.recovery_claim(run, "toy")
-    assert verdict.status == expected and f"{100 * synergy:.0f}%" in verdict.sentence
+    assert verdict.status == expected
+    assert f"{100 * synergy[0]:.0f} ± 5 [{100 * synergy[1]:.0f}, {100 * synergy[0] + 10:.0f}]%" in verdict.sentence
+    assert "per seed 0.60, 0.70, 0.80" in verdict.sentence and "over 3 trained seeds" in verdict.sentence
 
 
 def ablation_metrics(comparisons: dict) -> dict:
@@ -127,10 +141,10 @@ def ablation_metrics(comparisons: dict) -> dict:
     metrics = {}
     for (budget, ranking, random), (low, p) in comparisons.items():
         drops = metrics.setdefault(f"budget_{budget}", {}).setdefault(ranking, {})
-        drops.update({selection: {"drop": 0.1, "low": 0.05, "high": 0.15, "n": 10}
+        drops.update({selection: {"drop": 0.1, "std": 0.01, "low": 0.05, "high": 0.15, "n": 10, "seeds": 3}
                       for selection in ("ranked", "random_candidates", "random_all")})
-        drops[f"vs_{random}"] = {"difference": low + 0.01, "low": low, "high": low + 0.02, "permutation_p": p,
-                                 "wilcoxon_p": p, "cohens_dz": 0.5}
+        drops[f"vs_{random}"] = {"difference": low + 0.01, "std": 0.002, "low": low, "high": low + 0.02,
+                                 "n": 10, "seeds": 3, "permutation_p": p, "wilcoxon_p": p, "cohens_dz": 0.5}
     return metrics
 
 
@@ -143,7 +157,8 @@ def test_ablation_verdict_uses_random_candidates_and_every_budget(tmp_path):
         (1, "rg", "random_all"): (-0.5, 0.9)}))  # other reference set: not part of the rule
     verdict = claims.ablation_claim(run, "toy")
     assert verdict.status == claims.MIXED and "random_all" not in verdict.sentence
-    assert "by SII at b = 1: +2.0 (p 0.010), 10: +3.0 (p 0.001); by RG at b = 1" in verdict.sentence
+    assert ("by SII at b = 1: +2.0 ± 0.2 [1.0, 3.0] (p 0.010), 10: +3.0 ± 0.2 [2.0, 4.0] (p 0.001); by RG at b = 1"
+            in verdict.sentence)
 
 
 def test_ablation_table_and_headline_order_budgets_by_value(tmp_path):
@@ -154,15 +169,17 @@ def test_ablation_table_and_headline_order_budgets_by_value(tmp_path):
     table = tables.ablation_table(run, "toy")
     assert [row[1:4] for row in table.rows] == [[r, f"random {pool}", str(b)] for b in (2, 10) for r in ("SII", "RG")
                                                 for pool in ("candidates", "all")]
-    assert table.rows[0][4:] == ["10.0 [5.0, 15.0]", "10.0 [5.0, 15.0]", "+3.0 [2.0, 4.0]", "0.010", "0.010",
-                                 "0.50"]
-    write(tmp_path, "metrics/train/toy-fl_i2moe.json", {"best_epoch": {"seed_0": 1},
-                                                        "test": {"accuracy": {"mean": 0.5, "std": 0.0}}})
+    assert table.rows[0][4:] == ["10.0 ± 1.0 [5.0, 15.0]", "10.0 ± 1.0 [5.0, 15.0]", "+3.0 ± 0.2 [2.0, 4.0]",
+                                 "0.010", "0.010", "0.50"]
+    write(tmp_path, "metrics/train/toy-fl_i2moe.json", {"best_epoch": {"seed_0": 1, "seed_1": 2},
+                                                        "test": {"accuracy": {"mean": 0.5, "std": 0.1}}})
     summary = headline(run, [])
     assert_scalar_metrics(summary, "summary.json")
     # Every budget, keyed as in the ablate metrics; the difference is low + 0.01 in `ablation_metrics`.
-    assert summary["toy"]["fl_i2moe"] == {"test_accuracy": 0.5, **{
-        f"budget_{b}": {f"{r}_vs_random_candidates": 0.01 * b + 0.01 for r in ("sii", "rg")} for b in (2, 10)}}
+    assert summary["toy"]["fl_i2moe"] == {"test_accuracy": {"mean": 0.5, "std": 0.1, "seeds": 2}, **{
+        f"budget_{b}": {f"{r}_vs_random_candidates": {"mean": 0.01 * b + 0.01, "std": 0.002, "seeds": 3,
+                                                      "low": 0.01 * b, "high": 0.01 * b + 0.02}
+                        for r in ("sii", "rg")} for b in (2, 10)}}
 
 
 @pytest.mark.parametrize("candidates, coincide", [(("all", "all"), True), (("all", 6), False)])

@@ -34,10 +34,10 @@ subset of examples is ablated and in which order. They follow (budget, ranking, 
 so ranking by one more index changes the random sets drawn for the others at later budgets (equally
 valid controls, other numbers); the default rankings (SII, RG) draw as they always have.
 
-Statistics, per budget, ranking and random pool, over the n examples: the paired differences
-d = drop(ranked) - mean over repeats of drop(random), and (see each function)
-`bootstrap_ci` of their mean, `wilcoxon_greater`, `sign_flip_pvalue` (one-sided, ranked > random),
-`cohens_dz` and `rank_biserial`.
+Statistics, per budget, ranking and random pool, over the trained seeds and the n examples: the paired
+differences d = drop(ranked) - mean over repeats of drop(random), and (see each function) `seed_example_ci`
+of their mean over seeds and examples, and of their per-example mean over seeds `wilcoxon_greater`,
+`sign_flip_pvalue` (one-sided, ranked > random), `cohens_dz` and `rank_biserial`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import torch
 from scipy.stats import rankdata, wilcoxon
 from torch import Tensor
 
-from fli2moe.faithfulness import bootstrap_ci
+from fli2moe.faithfulness import seed_example_ci
 from fli2moe.interactions import INDICES
 from fli2moe.task_metrics import task_metrics
 
@@ -260,19 +260,25 @@ def rank_biserial(differences) -> float:
 
 def paired_comparison(ranked, random, permutations: int = 10000, resamples: int = 1000, seed: int = 0,
                       level: float = 0.95) -> dict:
-    """Ranked vs random drops: ranked [n], random [n] or [n, R] (averaged over the R repeats first).
+    """Ranked vs random drops over S trained seeds and n examples: ranked [S, n], random [S, n, R]
+    (averaged over the R repeats first).
 
-    d = ranked - random per example: the bootstrap CI of its mean (`faithfulness.bootstrap_ci`),
-    `wilcoxon_greater`, `sign_flip_pvalue`, `cohens_dz` and `rank_biserial` of d.
+    d = ranked - random per seed and example: the mean of d with its `faithfulness.seed_example_ci` over seeds
+    and examples (difference, std (seed spread), low, high, n, seeds); the paired tests and effect sizes
+    (`wilcoxon_greater`, `sign_flip_pvalue`, `cohens_dz`, `rank_biserial`) of the per-example mean of d over
+    the seeds: examples are their unit, so they ask whether the seeds' models, on average, separate ranked
+    from random pairs on these examples.
     """
-    random = np.asarray(random, dtype=np.float64)
-    d = np.asarray(ranked, dtype=np.float64) - (random.mean(1) if random.ndim == 2 else random)
-    ci = bootstrap_ci(d, resamples, seed, level)
-    test = wilcoxon_greater(d)
-    return {"difference": ci["mean"], "low": ci["low"], "high": ci["high"], "n": ci["n"],
-            "wilcoxon_statistic": test["statistic"], "wilcoxon_p": test["p"],
-            "permutation_p": sign_flip_pvalue(d, permutations, seed), "cohens_dz": cohens_dz(d),
-            "rank_biserial": rank_biserial(d)}
+    d = np.asarray(ranked, dtype=np.float64) - np.asarray(random, dtype=np.float64).mean(-1)  # [S, n]
+    if d.ndim != 2:
+        raise ValueError(f"paired_comparison: ranked must be [seeds, examples], got shape {d.shape}")
+    ci = seed_example_ci(d, resamples, seed, level)
+    per_example = d.mean(0)
+    test = wilcoxon_greater(per_example)
+    return {"difference": ci["mean"], "std": ci["std"], "low": ci["low"], "high": ci["high"], "n": ci["n"],
+            "seeds": ci["seeds"], "wilcoxon_statistic": test["statistic"], "wilcoxon_p": test["p"],
+            "permutation_p": sign_flip_pvalue(per_example, permutations, seed), "cohens_dz": cohens_dz(per_example),
+            "rank_biserial": rank_biserial(per_example)}
 
 
 # --- stage outputs -----------------------------------------------------------------------------------
@@ -295,46 +301,59 @@ def summary_rankings(summary: Mapping) -> list[str]:
     return [name for name in INDICES if name in summary[budget_key(summary_budgets(summary)[0])]]
 
 
-def ablation_summary(ablation: Ablation, labels: np.ndarray, task: str, permutations: int = 10000,
+def ablation_summary(ablations: Sequence[Ablation], labels: np.ndarray, task: str, permutations: int = 10000,
                      resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """The metrics of the stage, JSON-ready (no NaN) and nested dicts of scalars only: DVC shows each
-    leaf under its dotted path (`dvc metrics diff`, `dvc exp show`), and nothing inside a list.
+    """The metrics of the stage over its trained seeds (one `Ablation` per seed, the same examples, budgets
+    and rankings), JSON-ready (no NaN) and nested dicts of scalars only: DVC shows each leaf under its
+    dotted path (`dvc metrics diff`, `dvc exp show`), and nothing inside a list.
 
     unmasked:                                mean p(x) ("score") and the task metrics (`task_metrics`
-                                             against `labels`)
+                                             against `labels`), means over seeds
     budget_<b>.<ranking>.<selection>:        for each ranking (probed index) and selection of SELECTIONS:
-                                             mean drop (random: per example the mean over repeats) with its
-                                             bootstrap CI (drop, low, high, n), the task metrics under
-                                             removal (random: mean over repeats), mean_pairs and mean_tokens
-                                             removed, examples whose budget was clipped, unmatched examples
+                                             mean drop (random: per example the mean over repeats) over seeds
+                                             and examples with its `seed_example_ci` over both (drop, std (seed
+                                             spread), low, high, n, seeds), the task metrics under removal
+                                             (mean over seeds and random repeats), mean_pairs and mean_tokens
+                                             removed, examples whose budget was clipped and unmatched
+                                             examples (counted over seeds)
     budget_<b>.<ranking>.vs_<random>:        for each random selection (random_candidates, random_all):
-                                             `paired_comparison` of ranked vs random (difference, low, high,
-                                             n, wilcoxon_statistic, wilcoxon_p, permutation_p, cohens_dz
-                                             (None when undefined), rank_biserial)
+                                             `paired_comparison` of ranked vs random (difference, std, low,
+                                             high, n, seeds, wilcoxon_statistic, wilcoxon_p, permutation_p,
+                                             cohens_dz (None when undefined), rank_biserial)
 
     e.g. budget_1.sii.vs_random_candidates.difference; `budget_key` spells the budgets.
     """
-    rows = selection_rows(ablation.repeats)
-    summary = {"unmasked": {"score": float(ablation.score.mean()), **task_metrics(ablation.logits, labels, task)}}
-    for j, budget in enumerate(ablation.budgets.tolist()):
+    first = ablations[0]
+    if any(a.rankings != first.rankings or a.drop.shape != first.drop.shape
+           or not np.array_equal(a.index, first.index) for a in ablations):
+        raise ValueError("ablation_summary: the seeds' ablations differ in examples, budgets or rankings")
+    rows = selection_rows(first.repeats)
+
+    def seed_mean(metrics: list[dict]) -> dict:
+        return {name: float(np.mean([m[name] for m in metrics])) for name in metrics[0]}
+
+    summary = {"unmasked": {"score": float(np.mean([a.score.mean() for a in ablations])),
+                            **seed_mean([task_metrics(a.logits, labels, task) for a in ablations])}}
+    drop = np.stack([a.drop for a in ablations])  # [S, N, nB, nR, 1 + 2R]
+    for j, budget in enumerate(first.budgets.tolist()):
         per_budget = summary[budget_key(budget)] = {}
-        for r, ranking in enumerate(ablation.rankings):
+        for r, ranking in enumerate(first.rankings):
             per_ranking = per_budget[ranking] = {}
-            per_selection = [ablation.drop[:, j, r, rows[s]] for s in range(len(SELECTIONS))]  # each [N, reps]
+            per_selection = [drop[:, :, j, r, rows[s]] for s in range(len(SELECTIONS))]  # each [S, N, reps]
             for s, selection in enumerate(SELECTIONS):
-                ci = bootstrap_ci(per_selection[s].mean(1), resamples, seed, level)
-                repeats = [task_metrics(ablation.masked_logits[:, j, r, k], labels, task)
-                           for k in range(rows[s].start, rows[s].stop)]
+                ci = seed_example_ci(per_selection[s].mean(-1), resamples, seed, level)
+                repeats = [task_metrics(a.masked_logits[:, j, r, k], labels, task)
+                           for a in ablations for k in range(rows[s].start, rows[s].stop)]
                 per_ranking[selection] = {
-                    "drop": ci["mean"], "low": ci["low"], "high": ci["high"], "n": ci["n"],
-                    **{name: float(np.mean([m[name] for m in repeats])) for name in repeats[0]},
-                    "mean_pairs": float(ablation.pairs[:, j].mean()),
-                    "mean_tokens": float(ablation.tokens[:, j, r, s].sum(-1).mean()),
-                    "clipped": int((ablation.pairs[:, j] < budget).sum()),
-                    "unmatched": int((~ablation.matched[:, j, r, s]).sum()),
+                    "drop": ci["mean"], "std": ci["std"], "low": ci["low"], "high": ci["high"], "n": ci["n"],
+                    "seeds": ci["seeds"], **seed_mean(repeats),
+                    "mean_pairs": float(np.mean([a.pairs[:, j].mean() for a in ablations])),
+                    "mean_tokens": float(np.mean([a.tokens[:, j, r, s].sum(-1).mean() for a in ablations])),
+                    "clipped": int(sum((a.pairs[:, j] < budget).sum() for a in ablations)),
+                    "unmatched": int(sum((~a.matched[:, j, r, s]).sum() for a in ablations)),
                 }
             for s, selection in enumerate(SELECTIONS[1:], 1):
-                per_ranking[f"vs_{selection}"] = paired_comparison(per_selection[0][:, 0], per_selection[s],
+                per_ranking[f"vs_{selection}"] = paired_comparison(per_selection[0][..., 0], per_selection[s],
                                                                    permutations, resamples, seed, level)
     return summary
 
@@ -358,7 +377,7 @@ def ablation_table(ablation: Ablation) -> dict[str, np.ndarray]:
 
 def plot_rows(summary: dict) -> list[dict]:
     """DVC plot rows from `ablation_summary`, by budget (ascending), ranking and selection: budget, series
-    ("<ranking>/<selection>"), drop, low, high."""
+    ("<ranking>/<selection>"), drop, low, high (over seeds and examples)."""
     rows = []
     for budget in summary_budgets(summary):
         for ranking in summary_rankings(summary):

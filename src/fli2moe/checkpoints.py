@@ -16,13 +16,13 @@ def load_trained_model(folder, seed: int) -> MultimodalModel:
     """The model saved by the train stage in `folder` (config.json + seed<seed>.safetensors), in eval mode.
 
     Raises:
-        ValueError: `seed` was not trained (explain.model_seed).
+        ValueError: `seed` was not trained (explain.seeds).
         FileNotFoundError: `folder` holds no checkpoint.
     """
     folder = Path(folder)
     saved = json.loads((folder / "config.json").read_text())
     if seed not in saved["seeds"]:
-        raise ValueError(f"{folder} holds seeds {saved['seeds']}, not {seed} (explain.model_seed)")
+        raise ValueError(f"{folder} holds seeds {saved['seeds']}, not {seed} (explain.seeds)")
     model = build_model(saved["model"], saved["config"])
     model.load_state_dict(load_file(folder / f"seed{seed}.safetensors"))
     return model.eval()

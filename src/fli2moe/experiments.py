@@ -22,8 +22,9 @@ import pandas as pd
 
 # summary.json key (under <dataset>.<model>) -> column; the probed indices' columns are added per run
 # (mean_abs_<index> -> |<index>|, budget_<b>.<index>_vs_random_candidates -> <index>@<b>, see `figures`).
-FIGURES = {"test_accuracy": "acc", "test_macro_f1": "macro_f1", "comprehensiveness_gap": "comp_gap",
-           "gini": "gini", "synergy_precision@1": "syn_p@1", "redundancy_precision@1": "red_p@1"}
+FIGURES = {"test_accuracy": "acc", "test_macro_f1": "macro_f1", "gini": "gini", "synergy_precision@1": "syn_p@1",
+           "redundancy_precision@1": "red_p@1"}
+GAP_PREFIX = "comprehensiveness_gap_"  # one figure per modality: comp_gap is their mean
 VERDICTS = ("supported", "mixed", "not_supported", "inconclusive")
 
 
@@ -70,26 +71,38 @@ def verdict_table(records: list[dict]) -> pd.DataFrame:
 
 
 def figures(records: list[dict]) -> pd.DataFrame:
-    """One row per (experiment, dataset, model): the FIGURES, each probed index's mean |value| and its ranked -
-    random-candidate pair-masking gain at the smallest budget (sii@b, rg@b, ...); blank where a model has no
-    such figure."""
+    """One row per (experiment, dataset, model): the mean over seeds of the FIGURES, of the comprehensiveness gap
+    over modalities (comp_gap), of each probed index's mean |value| and of its ranked - random-candidate
+    pair-masking gain at the smallest budget (sii@b, rg@b, ...); blank where a model has no such figure."""
     rows = []
     for r in records:
         for dataset, models in (r["summary"] or {}).items():
-            if dataset == "claims":
+            if dataset in ("claims", "verdicts"):
                 continue
             for model, entry in models.items():
                 row = {"experiment": r["name"], "dataset": dataset, "model": model}
-                row.update({column: entry[key] for key, column in FIGURES.items() if key in entry})
-                row.update({f"|{key.removeprefix('mean_abs_')}|": value for key, value in entry.items()
+                row.update({column: mean(entry[key]) for key, column in FIGURES.items() if key in entry})
+                gaps = [mean(value) for key, value in entry.items() if key.startswith(GAP_PREFIX)]
+                if gaps:
+                    row["comp_gap"] = sum(gaps) / len(gaps)
+                row.update({f"|{key.removeprefix('mean_abs_')}|": mean(value) for key, value in entry.items()
                             if key.startswith("mean_abs_")})
                 budgets = sorted((k for k in entry if k.startswith("budget_")), key=lambda k: int(k.split("_")[1]))
                 if budgets:
                     b = budgets[0].split("_")[1]
-                    row.update({f"{key.removesuffix('_vs_random_candidates')}@{b}": value
+                    row.update({f"{key.removesuffix('_vs_random_candidates')}@{b}": mean(value)
                                 for key, value in entry[budgets[0]].items()})
                 rows.append(row)
-    return pd.DataFrame(rows)
+    columns = ["experiment", "dataset", "model", *(c for c in ("acc", "macro_f1", "comp_gap", "gini", "syn_p@1",
+                                                              "red_p@1") if any(c in row for row in rows))]
+    frame = pd.DataFrame(rows)
+    return frame[columns + [c for c in frame.columns if c not in columns]] if rows else frame
+
+
+def mean(figure) -> float:
+    """A headline figure's mean over seeds ({mean, std, seeds, ...}); a summary written before issue 19 holds
+    the number itself."""
+    return figure["mean"] if isinstance(figure, dict) else figure
 
 
 def render(frame: pd.DataFrame) -> str:

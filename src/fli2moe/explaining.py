@@ -2,8 +2,8 @@
 
 `ExplanationContext` binds, once per stage, what every masked evaluation shares (model, baseline, task,
 score quantity, batch limit), so the explanation functions take it and keyword-only options instead of
-repeating them. `explained_examples` loads the trained model of one seed (`explain.model_seed`), the masking baseline
-computed on the training split (`explain.baseline`), and the first test examples with their projected
+repeating them. `explained_examples` loads the model trained with one seed (each of `explain.seeds`), the
+masking baseline computed on the training split (`explain.baseline`), and the first test examples with their projected
 tokens and targets (the predicted class; docs/design.md section 5), so that all stages explain the same inputs the
 same way. An example with no real token in some modality has nothing to attribute, probe or remove there:
 every explanation stage skips it and records it (`write_skipped`), and explains the others.
@@ -12,6 +12,7 @@ every explanation stage skips it and records it (`write_skipped`), and explains 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,16 +23,18 @@ from fli2moe.artifacts import write_json
 from fli2moe.attribution import Attributions
 from fli2moe.faithfulness import (
     Faithfulness,
-    bootstrap_ci,
+    seed_example_ci,
     concentration,
     expert_divergence,
     expert_names,
+    faithfulness_summary,
     own_modality_share,
 )
 from fli2moe.checkpoints import load_trained_model
 from fli2moe.features import load_split_tensors, read_manifest
 from fli2moe.masking import (DEFAULT_MAX_ROWS, MaskedScores, baseline_vectors, evaluating, masked_forward,
                              masked_scores, target_labels, target_score)
+from fli2moe.task_metrics import SEED_PREFIX
 
 
 @dataclass(frozen=True)
@@ -108,10 +111,10 @@ def empty_modalities(model, mask: torch.Tensor) -> list[str | None]:
 
 
 @torch.no_grad()
-def explained_examples(dataset: str, model_name: str, explain_params, examples: int | None,
+def explained_examples(dataset: str, model_name: str, explain_params, examples: int | None, seed: int,
                        features_root: str = "features", models_root: str = "checkpoints") -> ExplainedExamples:
-    """The first `examples` test examples (all when None) of `dataset`, for the trained `model_name`,
-    less those with a modality without a real token (`skipped`).
+    """The first `examples` test examples (all when None) of `dataset`, for `model_name` trained with `seed`,
+    less those with a modality without a real token (`skipped`: the same for every seed).
 
     Raises:
         FeatureSetError: the feature set breaks the contract.
@@ -119,7 +122,7 @@ def explained_examples(dataset: str, model_name: str, explain_params, examples: 
     """
     folder = f"{features_root}/{dataset}"
     manifest = read_manifest(folder)
-    model = load_trained_model(f"{models_root}/{dataset}-{model_name}", explain_params.model_seed)
+    model = load_trained_model(f"{models_root}/{dataset}-{model_name}", seed)
     baseline = baseline_vectors(model, load_split_tensors(folder, "train", manifest), explain_params.baseline)
     test = load_split_tensors(folder, "test", manifest)
     index = torch.arange(min(examples or len(test), len(test)))
@@ -136,6 +139,11 @@ def explained_examples(dataset: str, model_name: str, explain_params, examples: 
     ex = ExplainedExamples(model, manifest, index, ids, projected, mask, target_labels(logits, manifest["task"]),
                            labels, baseline, len(index), skipped)
     return ex.select(torch.tensor([i for i, r in enumerate(reasons) if r is None], dtype=torch.long))
+
+
+def seed_folder(folder, seed: int) -> Path:
+    """Where an explanation stage keeps the results of the model trained with `seed`: <folder>/seed_<seed>."""
+    return Path(folder) / f"{SEED_PREFIX}{seed}"
 
 
 def write_skipped(path, examined: int, skipped: list[dict]) -> None:
@@ -170,33 +178,43 @@ def concentration_table(model, attributions: Attributions, mask: torch.Tensor) -
     return columns
 
 
-def attribution_metrics(faith: Faithfulness, table: dict[str, np.ndarray], resamples: int, seed: int) -> dict:
-    """The attribute stage's metrics: faithfulness AOPC and gaps with bootstrap CIs per view, modality and
-    kind; mean concentration per map and specificity, each with a bootstrap CI over examples."""
+def attribution_metrics(faiths: Sequence[Faithfulness], tables: Sequence[dict[str, np.ndarray]], resamples: int,
+                        seed: int) -> dict:
+    """The attribute stage's metrics over its trained seeds (one `Faithfulness` and `concentration_table` per
+    seed, same examples): faithfulness AOPC and gaps per view, modality and kind (`faithfulness_summary`);
+    mean concentration per map and specificity, each a `seed_example_ci` over seeds and examples (mean, std
+    over seeds, low, high, n, seeds)."""
     faithfulness = {f"{r['map']}/{r['measure']}/{r['modality']}/{r['kind']}": r
-                    for r in faith.summary(resamples, seed)}
+                    for r in faithfulness_summary(faiths, resamples, seed)}
     for row in faithfulness.values():
         for key in ("map", "measure", "modality", "kind"):
             del row[key]
-    maps = table["map"]
-    concentration_ci = {name: {stat: bootstrap_ci(table[stat][maps == name], resamples, seed)
+    maps = tables[0]["map"]
+
+    def over_seeds(column: str, rows: np.ndarray) -> np.ndarray:  # [S, N]
+        return np.stack([table[column][rows] for table in tables])
+
+    concentration_ci = {name: {stat: seed_example_ci(over_seeds(stat, maps == name), resamples, seed)
                                for stat in ("entropy", "gini", "top10_mass")}
                         for name in dict.fromkeys(maps)}
-    specificity = {column: bootstrap_ci(table[column][maps == "whole"], resamples, seed)
-                   for column in table if column == "expert_js_distance" or column.startswith("own_share_")}
+    specificity = {column: seed_example_ci(over_seeds(column, maps == "whole"), resamples, seed)
+                   for column in tables[0] if column == "expert_js_distance" or column.startswith("own_share_")}
     return {"faithfulness": faithfulness, "concentration": concentration_ci, "specificity": specificity,
-            "examples": int(faith.k.shape[0])}
+            "examples": int(faiths[0].k.shape[0]), "seeds": len(faiths)}
 
 
-def faithfulness_curves(faith: Faithfulness) -> list[dict]:
-    """DVC plot rows: mean whole-model drop per modality and K, identified and random, both kinds."""
-    view = faith.maps.index("whole")
+def faithfulness_curves(faiths: Sequence[Faithfulness]) -> list[dict]:
+    """DVC plot rows: the mean whole-model drop per modality and K over the seeds' examples, identified and
+    random, both kinds (one line per modality)."""
+    view = faiths[0].maps.index("whole")
+    identified = np.stack([f.identified[view] for f in faiths])  # [S, N, M, nK, 2]
+    random = np.stack([f.random[view] for f in faiths])
     rows = []
-    for m, modality in enumerate(faith.modalities):
-        for j, k_percent in enumerate(faith.k_percents):
+    for m, modality in enumerate(faiths[0].modalities):
+        for j, k_percent in enumerate(faiths[0].k_percents):
             row = {"modality": modality, "k_percent": float(k_percent)}
             for i, kind in enumerate(("comprehensiveness", "sufficiency")):
-                row[kind] = float(faith.identified[view, :, m, j, i].mean())
-                row[f"random_{kind}"] = float(faith.random[view, :, m, j, i].mean())
+                row[kind] = float(identified[:, :, m, j, i].mean())
+                row[f"random_{kind}"] = float(random[:, :, m, j, i].mean())
             rows.append(row)
     return rows

@@ -27,18 +27,22 @@ An index is data, `InteractionIndex` (shapiq's "index as an argument, one weight
 its name, sign, what a positive value means, its exact weights p_n and its Monte Carlo context
 sampler. `INDICES` registers every index where it is defined (below); adding one is one entry.
 ``exact`` enumerates the 2^n coalitions once; ``montecarlo`` samples contexts shared by all pairs and
-returns unbiased estimates with standard errors. Both return `PairInteractions`, one `Estimate` per
-requested index.
+returns unbiased estimates with standard errors and their degrees of freedom (`Estimate.interval`: a
+Student-t interval, none for a pair sampled fewer than twice); `contexts_for_budget` turns a budget of
+evaluations into its number of contexts, so that a budget costs the same in every scheme. Both estimators
+return `PairInteractions`, one `Estimate` per requested index.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from scipy import stats
 
 Game = Callable[[torch.Tensor], torch.Tensor]
 Scheme = Literal["outside", "owen"]
@@ -108,12 +112,23 @@ def check_indices(indices: Sequence[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Estimate:
-    """One index over P pairs: value, se [P] float64 (standard error, 0 when exact) and samples [P]
-    int64 (contexts whose D_ij entered the estimate)."""
+    """One index over P pairs: value, se [P] float64 (standard error, 0 when exact), samples [P] int64
+    (contexts whose D_ij entered the estimate) and df [P] float64, the degrees of freedom of the standard
+    error (inf when exact, NaN when the SE is NaN; `montecarlo`)."""
 
     value: torch.Tensor
     se: torch.Tensor
     samples: torch.Tensor
+    df: torch.Tensor
+
+    def interval(self, level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two-sided Student-t confidence interval of every pair, (low, high) [P] float64:
+        value -+ t_{df, (1 + level) / 2} se. NaN where the SE or its df is NaN (a pair sampled fewer than
+        twice): such a pair has no interval, never a zero-width one. Exact estimates (df inf, SE 0) give
+        low = high = value."""
+        quantile = torch.from_numpy(stats.t.ppf((1 + level) / 2, self.df.numpy())).to(torch.float64)
+        half = torch.where(self.se == 0, 0.0, quantile * self.se)  # 0 * inf would be NaN for a df-0 exact SE
+        return self.value - half, self.value + half
 
 
 @dataclass(frozen=True)
@@ -235,7 +250,7 @@ def exact(
         weight = index.weights(n, settings)[size]  # [P, 2^(n-2)]
         total = (weight * derivative).sum(dim=1)
         estimates[name] = Estimate(total if index.sign > 0 else -total, torch.zeros(len(pairs), dtype=torch.float64),
-                                   (weight > 0).sum(dim=1))
+                                   (weight > 0).sum(dim=1), torch.full((len(pairs),), math.inf, dtype=torch.float64))
     return PairInteractions(pairs=pairs, estimates=estimates, evaluations=2**n, modality=modality)
 
 
@@ -289,7 +304,14 @@ def montecarlo(
 
     which is the unbiased stratified variance estimate (all but "owen" SII: one stratum, so SE is the
     sample std / sqrt(K)). SE is NaN when some stratum has K_h < 2 (only possible for "outside",
-    for a pair served fewer than twice), and 0 for a deterministic RG.
+    for a pair served fewer than twice), and 0 for a deterministic RG. Its degrees of freedom are
+    Welch-Satterthwaite's, with c_h = W_h^2 / K_h (Satterthwaite 1946, eq. 18):
+
+        df = (sum_h c_h s_h^2)^2 / sum_h (c_h s_h^2)^2 / (K_h - 1)
+
+    (K - 1 for one stratum; inf for a deterministic RG), so that `Estimate.interval` is a Student-t
+    interval whose width accounts for how few samples a pair had. A sampled SE of 0 (every sample equal,
+    possible when contexts repeat at small n) gives a zero-width interval: the samples show no spread.
 
     Args:
         value: game, bool [B, n] -> float [B]; called on chunks of at most ``max_batch`` rows.
@@ -324,8 +346,8 @@ def montecarlo(
     derivatives, evaluations = _derivatives(value, contexts, pairs, max_batch)
     estimates = {}
     for name, ctx, derivative in zip(indices, contexts, derivatives):
-        estimate, se = _stratified_mean(derivative if INDICES[name].sign > 0 else -derivative, ctx)
-        estimates[name] = Estimate(estimate, se, ctx.served.sum(dim=0))
+        estimates[name] = Estimate(**_stratified_mean(derivative if INDICES[name].sign > 0 else -derivative, ctx),
+                                   samples=ctx.served.sum(dim=0))
     return PairInteractions(pairs=pairs, estimates=estimates, evaluations=evaluations, modality=modality)
 
 
@@ -339,6 +361,59 @@ class _Contexts:
     stratum: torch.Tensor
     mass: torch.Tensor
     deterministic: bool = False
+
+
+PILOT_SEEDS = (0, 1, 2, 3)
+
+
+def contexts_for_budget(modality, evaluations: int, *, indices: Sequence[str] = DEFAULT_INDICES, rg_keep: float = 1.0,
+                        scheme: Scheme = "outside") -> int:
+    """The largest `montecarlo` num_contexts whose coalitions, for all `indices` together, fit a budget of
+    `evaluations` distinct coalitions, so that a budget means the same cost in every scheme and at every n.
+
+    The count is found by bisection on the mean cost of contexts drawn with fixed pilot seeds
+    (`PILOT_SEEDS`), not with an example's own seed: num_contexts must not depend on the draws it then
+    governs, or the number of samples of a pair would be a random stopping time and its mean a biased ratio
+    estimator. An example's own draws therefore use the budget on average, not exactly: distinct coalitions
+    vary from draw to draw (measured at 600 to 4000 evaluations: within 15% for "owen"; for "outside", whose
+    contexts serve a random number of pairs, up to 40% at n = 64). `PairInteractions.evaluations` reports
+    what they used. The game is never called.
+
+    Args:
+        modality: int [n], modality id per player (the cost depends on n and on the modality sizes).
+        evaluations: budget of coalitions (model evaluations) per game.
+        indices, rg_keep, scheme: as in `montecarlo`.
+
+    Raises:
+        ValueError: the budget does not buy the 2 contexts a standard error needs (the message gives their
+            cost), or invalid arguments.
+    """
+    modality = _as_modality(modality)
+    return _contexts_for_budget(tuple(modality.tolist()), int(evaluations), check_indices(indices), float(rg_keep),
+                                scheme)
+
+
+@functools.lru_cache(maxsize=1024)  # the examples of one run share a few player layouts
+def _contexts_for_budget(modality: tuple[int, ...], evaluations: int, indices: tuple[str, ...], rg_keep: float,
+                         scheme: Scheme) -> int:
+    def cost(num_contexts: int) -> float:
+        return sum(montecarlo(lambda c: torch.zeros(len(c)), torch.tensor(modality), num_contexts, seed,
+                              indices=indices, rg_keep=rg_keep, scheme=scheme).evaluations
+                   for seed in PILOT_SEEDS) / len(PILOT_SEEDS)
+
+    if cost(2) > evaluations:
+        raise ValueError(f"a budget of {evaluations} evaluations buys fewer than the 2 Monte Carlo contexts a "
+                         f"standard error needs for n = {len(modality)} players with scheme {scheme!r}; "
+                         f"2 contexts cost {cost(2):.0f}")
+    low, high = 2, 4
+    while cost(high) <= evaluations:
+        if high >= 4 * evaluations:  # the budget exceeds the 2^n coalitions: more contexts only repeat them
+            return high
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if cost(mid) <= evaluations else (low, mid)
+    return low
 
 
 def _sii_contexts(n: int, pairs: torch.Tensor, m: int, settings: ContextSettings,
@@ -420,8 +495,9 @@ def _derivatives(
     return out, len(unique)
 
 
-def _stratified_mean(samples: torch.Tensor, ctx: _Contexts) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stratified mean and its standard error per pair from samples [M, P] (NaN = not served).
+def _stratified_mean(samples: torch.Tensor, ctx: _Contexts) -> dict[str, torch.Tensor]:
+    """Stratified mean, its standard error and the SE's Welch-Satterthwaite degrees of freedom per pair
+    ({"value", "se", "df"}, each [P]) from samples [M, P] (NaN = not served).
 
     Unserved entries are zeroed by `ctx.served`, not by their NaN: a served sample that is NaN or inf (a
     non-finite game value) makes its pair's estimate non-finite instead of counting as a 0.
@@ -439,9 +515,14 @@ def _stratified_mean(samples: torch.Tensor, ctx: _Contexts) -> tuple[torch.Tenso
     variance = stratum_sum(centred**2) / (count - 1)
     estimate = (ctx.mass[:, None] * mean).sum(dim=0)
     if ctx.deterministic:
-        return estimate, torch.zeros_like(estimate)
-    se = ((ctx.mass[:, None] ** 2) * variance / count).sum(dim=0).sqrt()
-    return estimate, se
+        return {"value": estimate, "se": torch.zeros_like(estimate), "df": torch.full_like(estimate, math.inf)}
+    part = (ctx.mass[:, None] ** 2) * variance / count  # [H, P]: c_h s_h^2
+    se2 = part.sum(dim=0)
+    df = se2**2 / (part**2 / (count - 1)).sum(dim=0)
+    # Every sample of every stratum equal (possible at small n, where contexts repeat): the formula is 0/0;
+    # its limit for equal parts, sum_h (K_h - 1), keeps one stratum at K - 1. NaN parts (K_h < 2) stay NaN.
+    df = torch.where(se2 == 0, (count - 1).sum(dim=0), df)
+    return {"value": estimate, "se": se2.sqrt(), "df": df}
 
 
 def _unique_rows(coalitions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

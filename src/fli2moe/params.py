@@ -44,6 +44,12 @@ def _encoder(key: str, value: Any, known: tuple[str, ...]) -> None:
         raise ParamsError(f"{key} must be one of {', '.join(known)} or hf:<name-or-path>, got {value!r}")
 
 
+# Keys that a release replaced: an old params.yaml or `-S` gets the new key's name, not only "unknown key".
+REPLACED = {"probe.num_contexts": "probe.evaluations (a budget of model evaluations per example, the same cost "
+                                  "in every scheme; issue 17)",
+            "explain.model_seed": "explain.seeds (every trained seed is explained; issue 19)"}
+
+
 def _check_keys(cls, raw: Any, key: str) -> None:
     """`raw` must be a mapping with exactly the fields of dataclass `cls` (`key` = "" at top level)."""
     where = key or "params.yaml"
@@ -53,6 +59,9 @@ def _check_keys(cls, raw: Any, key: str) -> None:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
     if unknown:
+        replaced = REPLACED.get(f"{prefix}{unknown[0]}")
+        if replaced is not None:
+            raise ParamsError(f"{prefix}{unknown[0]} was replaced by {replaced}")
         raise ParamsError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(names)})")
     missing = [n for n in names if n not in raw]
     if missing:
@@ -173,12 +182,17 @@ class TrainParams(PerDataset):
 @dataclass(frozen=True)
 class ExplainParams:
     baseline: str
-    model_seed: int
+    seeds: list | str  # "all" (every trained seed) or a list of trained seeds
     max_batch: int
 
     def validate(self, key: str) -> None:
         _choice(f"{key}.baseline", self.baseline, BASELINES)
-        _non_negative_int(f"{key}.model_seed", self.model_seed)
+        if self.seeds != "all":
+            if not isinstance(self.seeds, list) or not self.seeds or len(set(self.seeds)) != len(self.seeds):
+                raise ParamsError(f"{key}.seeds must be all or a non-empty list of distinct trained seeds, "
+                                  f"got {self.seeds!r}")
+            for i, seed in enumerate(self.seeds):
+                _non_negative_int(f"{key}.seeds[{i}]", seed)
         _positive_int(f"{key}.max_batch", self.max_batch)
 
 
@@ -211,11 +225,12 @@ class ProbeParams(PerDataset):
     examples: int | None
     candidates: int | str
     estimator: str
-    num_contexts: int
+    evaluations: int  # Monte Carlo budget per example: coalitions evaluated, all indices together
     scheme: str
     rg_keep: float
     quantity: str
     indices: list  # names of interaction indices (fli2moe.interactions.INDICES, checked by the probe stage)
+    bootstrap: int  # resamples for the confidence intervals over seeds and examples
     overrides: dict  # dataset -> {any of the keys above: value}
 
     def validate(self, key: str) -> None:
@@ -228,9 +243,7 @@ class ProbeParams(PerDataset):
         if self.estimator == "exact" and 2 * self.candidates > 16:
             raise ParamsError(f"{key}.estimator = exact enumerates 2^n coalitions and allows n <= 16 "
                               f"candidates, {key}.candidates = {self.candidates} per modality gives more")
-        _positive_int(f"{key}.num_contexts", self.num_contexts)
-        if self.num_contexts < 2:
-            raise ParamsError(f"{key}.num_contexts must be >= 2 (a standard error needs two samples)")
+        _positive_int(f"{key}.evaluations", self.evaluations)  # whether it buys 2 contexts depends on n: the stage
         _choice(f"{key}.scheme", self.scheme, ("outside", "owen"))
         if isinstance(self.rg_keep, bool) or not isinstance(self.rg_keep, (int, float)) or not 0 <= self.rg_keep <= 1:
             raise ParamsError(f"{key}.rg_keep must be a probability in [0, 1], got {self.rg_keep!r}")
@@ -239,6 +252,7 @@ class ProbeParams(PerDataset):
                 or len(set(self.indices)) != len(self.indices)):
             raise ParamsError(f"{key}.indices must be a non-empty list of distinct names among {', '.join(INDICES)}, "
                               f"got {self.indices!r}")
+        _positive_int(f"{key}.bootstrap", self.bootstrap)
         self.validate_overrides(key)
 
 
@@ -316,12 +330,16 @@ class Params:
                 if name not in data:
                     raise ParamsError(f"{key}.overrides: unknown dataset {name!r} (known: {', '.join(data)})")
         for dataset in params.datasets:
-            seeds = params.train.for_dataset(dataset).seeds
-            if params.explain.model_seed not in seeds:
-                raise ParamsError(f"explain.model_seed = {params.explain.model_seed} is not one of the seeds "
-                                  f"{seeds} trained on {dataset} (train.seeds, train.overrides): only trained "
-                                  "seeds can be explained")
+            trained = params.train.for_dataset(dataset).seeds
+            if params.explain.seeds != "all" and not set(params.explain.seeds) <= set(trained):
+                raise ParamsError(f"explain.seeds = {params.explain.seeds} are not all among the seeds {trained} "
+                                  f"trained on {dataset} (train.seeds, train.overrides): only trained seeds can "
+                                  "be explained")
         return params
+
+    def explained_seeds(self, dataset: str) -> list[int]:
+        """The trained seeds whose models the explanation stages explain on `dataset` (explain.seeds)."""
+        return self.train.for_dataset(dataset).seeds if self.explain.seeds == "all" else list(self.explain.seeds)
 
 
 def _data_section(name: Any, section: Any):

@@ -22,6 +22,7 @@ Parts:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +32,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fli2moe.interactions import DEFAULT_INDICES, INDICES, Game, PairInteractions, exact, montecarlo
+from fli2moe.faithfulness import seed_example_ci
+from fli2moe.interactions import (DEFAULT_INDICES, INDICES, Estimate, Game, PairInteractions, contexts_for_budget,
+                                   exact, montecarlo)
 from fli2moe.masking import modality_ids
+from fli2moe.task_metrics import SEED_PREFIX
 
 if TYPE_CHECKING:  # only a type: the probes evaluate through the context they are given
     from fli2moe.explaining import ExplanationContext
@@ -140,12 +144,18 @@ def game_degeneracy(values: Tensor) -> str | None:
     return None
 
 
-def split_degenerate(results: Sequence[ProbeResult], ids: Sequence[str]) -> tuple[list[ProbeResult], list[dict]]:
-    """The results with a meaningful game, and {example, id, reason} of the others (ids indexed by the
-    example index)."""
-    kept = [r for r in results if r.degenerate is None]
-    skipped = [{"example": r.index, "id": ids[r.index], "reason": r.degenerate} for r in results if r.degenerate]
-    return kept, skipped
+def split_degenerate(results_by_seed: Sequence[Sequence[ProbeResult]], seeds: Sequence[int],
+                     ids: Sequence[str]) -> tuple[list[list[ProbeResult]], list[dict]]:
+    """Per seed, the results of the examples whose game is meaningful for every seed's model (so that every
+    seed covers the same examples), and {example, id, reason} of the others (ids indexed by the example
+    index; the reason names the first seed whose game is degenerate)."""
+    reasons = {}
+    for seed, results in zip(seeds, results_by_seed, strict=True):
+        for r in results:
+            if r.degenerate is not None and r.index not in reasons:
+                reasons[r.index] = f"seed {seed}: {r.degenerate}"
+    kept = [[r for r in results if r.index not in reasons] for results in results_by_seed]
+    return kept, [{"example": index, "id": ids[index], "reason": reason} for index, reason in reasons.items()]
 
 
 def example_seed(seed: int, index: int) -> int:
@@ -154,9 +164,33 @@ def example_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+def contexts_per_example(mask: Tensor, slices: dict[str, slice], candidates_per_modality: int | str, evaluations: int,
+                         indices: Sequence[str] = DEFAULT_INDICES, rg_keep: float = 1.0,
+                         scheme: str = "outside", ids: Sequence[str] | None = None) -> list[int]:
+    """Monte Carlo contexts per example [N] that a budget of `evaluations` per example buys
+    (`interactions.contexts_for_budget`) for the candidates `select_candidates` gives each example of mask
+    [N, T]: their count per modality does not depend on the attribution, so this runs before any model
+    evaluation, and the same budget buys fewer contexts for an example with more candidates.
+
+    Raises:
+        ValueError: the budget does not buy two contexts for some example (naming it, by its id in `ids` [N]
+            when given, and the cost).
+    """
+    counts = []
+    for b in range(len(mask)):
+        real = torch.stack([mask[b, s].sum() for s in slices.values()]).cpu()  # [M] real tokens per modality
+        sizes = real if candidates_per_modality == "all" else real.clamp(max=candidates_per_modality)
+        modality = torch.repeat_interleave(torch.arange(len(sizes)), sizes)  # [n] as `select_candidates` picks
+        try:
+            counts.append(contexts_for_budget(modality, evaluations, indices=indices, rg_keep=rg_keep, scheme=scheme))
+        except ValueError as e:
+            raise ValueError(f"example {ids[b]!r}: {e}" if ids is not None else f"example {b}: {e}") from None
+    return counts
+
+
 def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor, targets: Tensor, maps: Tensor, *,
                    candidates_per_modality: int | str, estimator: str = "montecarlo",
-                   indices: Sequence[str] = DEFAULT_INDICES, num_contexts: int = 256, rg_keep: float = 1.0,
+                   indices: Sequence[str] = DEFAULT_INDICES, evaluations: int = 1000, rg_keep: float = 1.0,
                    scheme: str = "outside", seed: int = 0,
                    example_index: Sequence[int] | None = None) -> list[ProbeResult]:
     """The interaction `indices` (names of `interactions.INDICES`) of the cross-modal candidate pairs of N
@@ -164,13 +198,15 @@ def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor,
 
     projected [N, T, H], mask [N, T], targets [N, C] bool, maps [N, T] whole-model attributions (they pick
     the candidates, `select_candidates`). estimator "exact" (2^n evaluations, n <= 16) or "montecarlo"
-    (`num_contexts` per index, `scheme`, seed `example_seed(seed, index)`); rg_keep as in `interactions`.
+    (a budget of about `evaluations` coalitions per example for all indices together, `contexts_per_example`;
+    `scheme`, seed `example_seed(seed, index)`); rg_keep as in `interactions`.
     `example_index` [N] are the examples' indices in their split (default 0..N-1): they are recorded and
     seed the Monte Carlo draws, so an example gets the same estimate in any batch. Each result's
     `degenerate` says when its game has no meaningful interactions (`game_degeneracy`).
 
     Raises:
-        ValueError: an unknown estimator or index, or example_index not of length N.
+        ValueError: an unknown estimator or index, example_index not of length N, or a budget that does not
+            buy two contexts for some example (before any model evaluation).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"probe estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
@@ -179,6 +215,9 @@ def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor,
         raise ValueError(f"example_index: {len(example_index)} for {len(projected)} examples")
     slices = context.model.modality_slices
     starts = torch.tensor([s.start for s in slices.values()])  # [M]
+    if estimator == "montecarlo":
+        num_contexts = contexts_per_example(mask, slices, candidates_per_modality, evaluations, indices, rg_keep,
+                                            scheme)
     results = []
     for b, index in enumerate(example_index):
         candidates = select_candidates(maps[b], mask[b], slices, candidates_per_modality)
@@ -193,7 +232,7 @@ def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor,
         if estimator == "exact":
             interactions = exact(value, modality, indices=indices, rg_keep=rg_keep, max_batch=GAME_CALL_ROWS)
         else:
-            interactions = montecarlo(value, modality, num_contexts, example_seed(seed, index), indices=indices,
+            interactions = montecarlo(value, modality, num_contexts[b], example_seed(seed, index), indices=indices,
                                       rg_keep=rg_keep, max_batch=GAME_CALL_ROWS, scheme=scheme)
         seconds = time.perf_counter() - start
         results.append(ProbeResult(index, candidates, candidates - starts[modality], interactions, seconds,
@@ -204,7 +243,7 @@ def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor,
 # --- recovery of the planted pairs (synthetic benchmark) ---------------------------------------------
 
 def planted_pair_recovery(positions, scores: Mapping[str, np.ndarray], planted: Mapping[str, Sequence[int]],
-                          ks: Sequence[int] = PRECISION_KS) -> dict:
+                          ks: Sequence[int] = PRECISION_KS, errors: Mapping[str, np.ndarray] | None = None) -> dict:
     """How one example's estimates rank its planted pairs.
 
     positions [P, 2]: the estimated cross-modal pairs as (position in modality a, position in modality b);
@@ -220,6 +259,10 @@ def planted_pair_recovery(positions, scores: Mapping[str, np.ndarray], planted: 
         {kind}_precision@k     rank <= k (False when not found): the planted pair is among the top k
         {kind}_sign_correct    score of the planted pair > 0 (every index is signed so that a positive
                                value means its kind, `InteractionIndex.positive`), None when not found
+        {kind}_within_noise    with `errors` ({kind: [P] standard errors of the scores}), for a planted pair
+                               found but not ranked first: the top pair's estimate exceeds it by at most
+                               1.96 sqrt(se_top^2 + se_planted^2), so the estimator's noise alone could
+                               have swapped them (False for a NaN error); None otherwise
     and "pairs" = P, for the chance level min(k, P) / P.
     """
     positions = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
@@ -233,36 +276,60 @@ def planted_pair_recovery(positions, scores: Mapping[str, np.ndarray], planted: 
         row[f"{kind}_rank"] = rank
         row |= {f"{kind}_precision@{k}": found and rank <= k for k in ks}
         row[f"{kind}_sign_correct"] = bool(score[match][0] > 0) if found else None
+        if errors is not None:
+            within = None
+            if found and rank > 1:
+                se = np.asarray(errors[kind], dtype=np.float64)
+                top = int(score.argmax())
+                gap = score[top] - score[match][0]
+                within = bool(gap <= SIGNIFICANCE_Z * np.hypot(se[top], se[match][0]))  # NaN compares False
+            row[f"{kind}_within_noise"] = within
     return row
 
 
-def aggregate_recovery(rows: Sequence[dict], kinds: Sequence[str] = tuple(PLANTED),
-                       ks: Sequence[int] = PRECISION_KS) -> dict:
-    """Means over examples of `planted_pair_recovery` rows, per planted kind of `kinds`:
+def aggregate_recovery(rows_by_seed: Sequence[Sequence[dict]], kinds: Sequence[str] = tuple(PLANTED),
+                       ks: Sequence[int] = PRECISION_KS, seeds: Sequence[int] | None = None, resamples: int = 1000,
+                       seed: int = 0) -> dict:
+    """`planted_pair_recovery` rows summarised over the trained seeds (one list of rows per seed, the same
+    examples in the same order), per planted kind of `kinds`:
 
-        {kind}_examples, {kind}_missing (planted pair not among the candidates), {kind}_missing_share
-        {kind}_mean_rank         over the examples where it was found ({kind}_found of them)
-        {kind}_precision@k       over all examples: a missing pair counts as a miss (end-to-end rate)
+        {kind}_precision@k       over all examples (a missing pair counts as a miss: end-to-end rate), as
+                                 the mean over seeds and examples with its `faithfulness.seed_example_ci` over
+                                 both: {mean, std (seed spread), low, high, n, seeds}, plus seed_<s> (that
+                                 seed's rate) for each of `seeds` (default 0, 1, ...)
+        {kind}_examples, {kind}_found, {kind}_missing     examples per seed; found / missing: mean over seeds
+        {kind}_missing_share     share of examples whose planted pair is not among the candidates
+        {kind}_mean_rank         over the examples where it was found
         {kind}_chance_precision@k  the same for a random ranking: mean of found * min(k, P) / P
         {kind}_sign_accuracy     over the examples where it was found
-    plus mean_pairs. Means over no example are None.
+        {kind}_misses_within_noise  of the examples where it was found but not ranked first, the share
+                                 whose top pair beat it by no more than the estimator's noise
+                                 (`planted_pair_recovery`'s within_noise; rows with that field only)
+    plus mean_pairs; every plain number is pooled over seeds and examples. Means over no example are None.
     """
     def mean(values) -> float | None:
         return float(np.mean(values)) if len(values) else None
 
+    seeds = list(range(len(rows_by_seed))) if seeds is None else list(seeds)
+    rows = [r for per_seed in rows_by_seed for r in per_seed]
     out = {"mean_pairs": mean([r["pairs"] for r in rows])}
     for kind in kinds:
         found = [r for r in rows if r[f"{kind}_found"]]
-        out[f"{kind}_examples"] = len(rows)
-        out[f"{kind}_found"] = len(found)
-        out[f"{kind}_missing"] = len(rows) - len(found)
+        out[f"{kind}_examples"] = len(rows_by_seed[0])
+        out[f"{kind}_found"] = len(found) / len(rows_by_seed)
+        out[f"{kind}_missing"] = (len(rows) - len(found)) / len(rows_by_seed)
         out[f"{kind}_missing_share"] = mean([not r[f"{kind}_found"] for r in rows])
         out[f"{kind}_mean_rank"] = mean([r[f"{kind}_rank"] for r in found])
         for k in ks:
-            out[f"{kind}_precision@{k}"] = mean([r[f"{kind}_precision@{k}"] for r in rows])
+            hits = np.array([[r[f"{kind}_precision@{k}"] for r in per_seed] for per_seed in rows_by_seed], float)
+            out[f"{kind}_precision@{k}"] = seed_example_ci(hits, resamples, seed) | {
+                f"{SEED_PREFIX}{s}": float(h.mean()) for s, h in zip(seeds, hits, strict=True)}
             out[f"{kind}_chance_precision@{k}"] = mean(
                 [r[f"{kind}_found"] * min(k, r["pairs"]) / r["pairs"] for r in rows])
         out[f"{kind}_sign_accuracy"] = mean([r[f"{kind}_sign_correct"] for r in found])
+        if rows and f"{kind}_within_noise" in rows[0]:
+            out[f"{kind}_misses_within_noise"] = mean([r[f"{kind}_within_noise"] for r in found
+                                                       if r[f"{kind}_within_noise"] is not None])
     return out
 
 
@@ -276,12 +343,15 @@ def synthetic_recovery(results: Sequence[ProbeResult], ground_truth: dict, scori
         positions = result.positions[result.interactions.pairs]  # [P, 2] (position in a, position in b)
         rows.append({"example": result.index, **planted_pair_recovery(
             positions.numpy(), {kind: result.interactions[name].value.numpy() for kind, name in scoring.items()},
-            {kind: ground_truth[kind][result.index] for kind in scoring}, ks)})
+            {kind: ground_truth[kind][result.index] for kind in scoring}, ks,
+            {kind: result.interactions[name].se.numpy() for kind, name in scoring.items()})})
     return rows
 
 
-def recovery_metrics(results: Sequence[ProbeResult], ground_truth: dict, indices: Sequence[str]) -> dict:
-    """The probe metrics' planted-pair recovery (`aggregate_recovery`) for the probed `indices`:
+def recovery_metrics(results_by_seed: Sequence[Sequence[ProbeResult]], ground_truth: dict, indices: Sequence[str],
+                     seeds: Sequence[int], resamples: int = 1000, seed: int = 0) -> dict:
+    """The probe metrics' planted-pair recovery over the trained `seeds` (one list of results per seed, same
+    examples; `aggregate_recovery`) for the probed `indices`:
 
         recovery          the paper's pairing (`PLANTED`: synergy by SII, redundancy by RG), for the
                           kinds whose index is probed
@@ -293,64 +363,85 @@ def recovery_metrics(results: Sequence[ProbeResult], ground_truth: dict, indices
     scorings = {"recovery": {kind: name for kind, name in PLANTED.items() if name in indices}}
     scorings |= {f"recovery_{name}": {INDICES[name].positive: name} for name in indices
                  if name not in PLANTED.values()}
-    return {key: aggregate_recovery(synthetic_recovery(results, ground_truth, scoring), tuple(scoring))
+    return {key: aggregate_recovery([synthetic_recovery(results, ground_truth, scoring) for results in results_by_seed],
+                                    tuple(scoring), seeds=seeds, resamples=resamples, seed=seed)
             for key, scoring in scorings.items() if scoring}
 
 
 # --- stage summaries ---------------------------------------------------------------------------------
 
-def significant(estimate: Tensor, se: Tensor) -> Tensor:
-    """|estimate| > 1.96 SE (bool, False for NaN). Exact estimates have SE 0: every nonzero one counts."""
-    return estimate.abs() > SIGNIFICANCE_Z * se
+def significant(estimate: Estimate, level: float = 0.95) -> Tensor:
+    """bool [P]: the pair's Student-t interval at `level` (`Estimate.interval`, on the SE's own degrees of
+    freedom) excludes 0. False for a pair without an interval (sampled fewer than twice): a NaN SE never
+    passes as a number. Exact estimates have SE 0: every nonzero one counts."""
+    low, high = estimate.interval(level)
+    return (low > 0) | (high < 0)
 
 
 def pair_rows(results: Sequence[ProbeResult], ids: Sequence[str], modality_names: Sequence[str]) -> list[dict]:
     """One row per estimated pair: example index and id, both tokens' modality, slot and position within
-    its modality (the lower modality id first), then per probed index <name> (in probe order) its value
-    and <name>_se, then every <name>_samples, and `significant` (|sii| > 1.96 sii_se; absent when SII is
-    not probed). ids are indexed by the example index."""
+    its modality (the lower modality id first), then per probed index <name> (in probe order) its value,
+    <name>_se and its 95% t-interval <name>_low, <name>_high (`Estimate.interval`, NaN without one), then every <name>_samples, and `significant` (SII's 95% t-interval excludes 0,
+    `significant`; absent when SII is not probed). ids are indexed by the example index."""
     rows = []
     for result in results:
         pi = result.interactions
         slots, positions, modality = (t[pi.pairs].tolist() for t in (result.candidates, result.positions, pi.modality))
-        flags = significant(pi["sii"].value, pi["sii"].se).tolist() if "sii" in pi.estimates else None
+        flags = significant(pi["sii"]).tolist() if "sii" in pi.estimates else None
+        intervals = {name: estimate.interval() for name, estimate in pi.estimates.items()}
         for p in range(len(pi.pairs)):
             row = {
                 "example": result.index, "id": ids[result.index],
                 "modality_i": modality_names[modality[p][0]], "slot_i": slots[p][0], "position_i": positions[p][0],
                 "modality_j": modality_names[modality[p][1]], "slot_j": slots[p][1], "position_j": positions[p][1],
             }
-            for name, estimate in pi.estimates.items():
-                row |= {name: estimate.value[p].item(), f"{name}_se": estimate.se[p].item()}
+            for name, (low, high) in intervals.items():
+                estimate = pi[name]
+                row |= {name: estimate.value[p].item(), f"{name}_se": estimate.se[p].item(),
+                        f"{name}_low": low[p].item(), f"{name}_high": high[p].item()}
             row |= {f"{name}_samples": int(estimate.samples[p]) for name, estimate in pi.estimates.items()}
             rows.append(row | ({"significant": flags[p]} if flags is not None else {}))
     return rows
 
 
-def probe_metrics(results: Sequence[ProbeResult]) -> dict:
-    """Summary of a probe run: examples, pairs, mean candidates, mean evaluations and seconds per example,
-    and per probed index <name> (scalars, so that DVC shows each):
+def probe_metrics(results_by_seed: Sequence[Sequence[ProbeResult]], resamples: int = 1000, seed: int = 0) -> dict:
+    """Summary of a probe run over the trained seeds (one list of results per seed, the same examples in the
+    same order): examples, seeds, pairs (over seeds), mean candidates, mean evaluations and seconds per
+    example and seed, and per probed index <name> (scalars, so that DVC shows each):
 
-        pairs_without_<name>   pairs without an estimate (NaN: a Monte Carlo pair never sampled)
-        mean_abs_<name>        mean |estimate| over the pairs with one
+        pairs_without_<name>   pairs without an estimate (NaN: a Monte Carlo pair never sampled), over seeds
+        mean_abs_<name>        per example and seed the mean |estimate| over its pairs with one, summarised
+                               by `faithfulness.seed_example_ci` over seeds and examples: {mean, std (seed
+                               spread), low, high, n, seeds}
         significant_share      for SII, the headline index; significant_share_<name> for the others:
-                               share of pairs with |estimate| > 1.96 SE among those with an estimate and
-                               a finite SE (None when there is none)
+                               share of pairs whose 95% t-interval excludes 0 (`significant`) among those
+                               with an interval, over seeds (None when there is none)
     """
-    estimates = {name: [r.interactions[name] for r in results] for name in results[0].interactions.estimates}
-    out = {"examples": len(results), "pairs": sum(len(r.interactions.pairs) for r in results)}
-    for name in estimates:
-        out[f"pairs_without_{name}"] = int(torch.cat([e.value for e in estimates[name]]).isnan().sum())
+    results = [r for per_seed in results_by_seed for r in per_seed]
+    names = list(results[0].interactions.estimates)
+    out = {"examples": len(results_by_seed[0]), "seeds": len(results_by_seed),
+           "pairs": sum(len(r.interactions.pairs) for r in results)}
+    for name in names:
+        out[f"pairs_without_{name}"] = int(sum(r.interactions[name].value.isnan().sum() for r in results))
     out["mean_candidates"] = float(np.mean([len(r.candidates) for r in results]))
-    for name in estimates:
-        out[f"mean_abs_{name}"] = torch.cat([e.value for e in estimates[name]]).abs().nanmean().item()
-    for name in estimates:
-        value, se = (torch.cat([getattr(e, field) for e in estimates[name]]) for field in ("value", "se"))
-        tested = ~value.isnan() & ~se.isnan()
-        share = significant(value[tested], se[tested]).double().mean().item() if tested.any() else None
+    for name in names:
+        # An example none of whose pairs has an estimate is a missing cell of the [seeds, examples] table.
+        per_example = [[example_mean_abs(r.interactions[name].value) for r in per_seed] for per_seed in results_by_seed]
+        out[f"mean_abs_{name}"] = seed_example_ci(np.array(per_example), resamples, seed)
+    for name in names:
+        pooled = Estimate(*(torch.cat([getattr(r.interactions[name], field.name) for r in results])
+                            for field in dataclasses.fields(Estimate)))
+        tested = ~pooled.interval()[0].isnan()
+        share = significant(pooled)[tested].double().mean().item() if tested.any() else None
         out["significant_share" if name == "sii" else f"significant_share_{name}"] = share
     return out | {"mean_evaluations": float(np.mean([r.evaluations for r in results])),
                   "mean_seconds": float(np.mean([r.seconds for r in results]))}
+
+
+def example_mean_abs(values: Tensor) -> float:
+    """Mean |estimate| over one example's pairs that have one; NaN (a missing value) when none has."""
+    estimated = values[~values.isnan()]
+    return estimated.abs().mean().item() if len(estimated) else float("nan")
 
 
 def interaction_tensors(results: Sequence[ProbeResult]) -> dict[str, Tensor]:

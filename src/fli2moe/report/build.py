@@ -21,7 +21,7 @@ from fli2moe.probing import PLANTED
 from fli2moe.report import claims, figures, tables
 from fli2moe.report.outputs import RunOutputs
 from fli2moe.report.page import Section, markdown, page
-from fli2moe.task_metrics import selection_metric
+from fli2moe.task_metrics import SEED_PREFIX, selection_metric
 
 TITLE = "FL-I2MoE: feature-level interaction explanations, reproduced"
 OVERLAY_EXAMPLES = 3  # test UIs whose per-expert maps are drawn over their images
@@ -103,7 +103,9 @@ def faithfulness_section(run: RunOutputs, folder: Path, image_files: dict[str, I
                                            f"{dataset}: top-K% masking of the whole-model map vs random tokens")
         section.figures.append((relative(path, folder), f"{dataset}: mean drop of the target probability when "
                                 "the top-K% tokens are removed (comprehensiveness) or kept alone (sufficiency); "
-                                "dashed: random tokens; bands: 95% bootstrap CI over examples."))
+                                "dashed: random tokens; lines: means over the explained seeds and examples; bands: "
+                                "95% bootstrap CI over (seed, example) rows, narrower than the table's intervals, "
+                                "which also account for the seed spread."))
         if dataset in image_files:
             path = overlay_figure(run, dataset, image_files[dataset], folder)
             section.figures.append((relative(path, folder), f"{dataset}: |attribution| per patch token over the "
@@ -236,14 +238,17 @@ def recovery_section(run: RunOutputs, folder: Path) -> Section:
         if not rows:
             continue
         section.verdicts += [claims.recovery_claim(run, dataset, m) for m, _ in rows]
-        frame = pd.DataFrame([{"model": m, "pair": f"{kind} by {score}", "k": f"P@{k}",
-                               "precision": r[f"{kind}_precision@{k}"], "chance": r[f"{kind}_chance_precision@{k}"]}
+        # One row per seed: the bars are means over the seeds, their whiskers the seed standard deviation.
+        frame = pd.DataFrame([{"model": m, "pair": f"{kind} by {score}", "k": f"P@{k}", "seed": name,
+                               "precision": value, "chance": r[f"{kind}_chance_precision@{k}"]}
                               for m, r in rows for kind, score in (("synergy", "SII"), ("redundancy", "RG"))
-                              for k in (1, 5)])
+                              for k in (1, 5) for name, value in r[f"{kind}_precision@{k}"].items()
+                              if name.startswith(SEED_PREFIX)])
         path = figures.recovery_bars(frame, folder / "figures" / f"recovery-{dataset}.png",
                                      f"{dataset}: planted pairs among the top-ranked cross-modal pairs")
         section.figures.append((relative(path, folder), f"{dataset}: share of test examples whose planted pair "
-                                "is ranked first (P@1) or among the first five (P@5); dashed: chance."))
+                                "is ranked first (P@1) or among the first five (P@5), mean over the explained "
+                                "seeds with their standard deviation; dashed: chance."))
         section.tables.append(tables.recovery_table(run, dataset))
     return section
 
@@ -269,7 +274,7 @@ def ablation_caption(run: RunOutputs, dataset: str, models: list[str]) -> str:
     every_token = all((run.metrics("probe", f"{dataset}-{m}") or {}).get("candidates_per_modality") == "all"
                       for m in models)
     return (f"{dataset}: ranked pairs (red) against random pairs from the candidates and from all tokens; bands: 95% "
-            "bootstrap CI over examples." + (" Every token is a candidate here (probe.candidates: all), so the two "
+            "CI over seeds and examples." + (" Every token is a candidate here (probe.candidates: all), so the two "
                                              "random references coincide." if every_token else ""))
 
 
@@ -279,43 +284,65 @@ def cost_section(run: RunOutputs) -> Section:
 
 def headline(run: RunOutputs, sections: list[Section]) -> dict:
     """The numbers `dvc exp show` should show, per dataset and model; deterministic (no timings). Scalars
-    only (DVC shows nothing inside a list):
+    only (DVC shows nothing inside a list). Every figure is {mean, std (over trained seeds), seeds}, and,
+    where it averages examples, low and high (95% CI over seeds and examples):
 
     claims.<status>:                                          verdicts per status (not_supported, ...)
-    <dataset>.<model>.test_<selection metric>:                mean over seeds
-    <dataset>.<model>.comprehensiveness_gap, gini:            attributed models
+    verdicts.<claim>.<subject>:                               each verdict ("supported", ...)
+    <dataset>.<model>.test_<selection metric>:                trained models
+    <dataset>.<model>.comprehensiveness_gap_<modality>, gini: attributed models (whole map)
     <dataset>.<model>.mean_abs_<index>, synergy_precision@1, ...: probed models, every probed index
                                                               (precision on planted data only)
     <dataset>.<model>.budget_<b>.<ranking>_vs_random_candidates: ablated models, every budget of ablate.budgets:
-                                                              mean ranked - random-candidate drop
+                                                              ranked - random-candidate drop
+
+    `fli2moe.reproduce` compares two runs' summaries figure by figure.
     """
-    # Keys without spaces: `dvc exp show --keep` regexes and shell quoting stay simple.
+    # Keys without spaces or dots: `dvc exp show --keep` regexes and shell quoting stay simple.
     summary = {"claims": {status.replace(" ", "_"): sum(v.status == status for s in sections for v in s.verdicts)
-                          for status in (claims.SUPPORTED, claims.NOT_SUPPORTED, claims.MIXED, claims.INCONCLUSIVE)}}
+                          for status in (claims.SUPPORTED, claims.NOT_SUPPORTED, claims.MIXED, claims.INCONCLUSIVE)},
+               "verdicts": {slug(s.title): {slug(v.subject): v.status for v in s.verdicts}
+                            for s in sections if s.verdicts}}
     for dataset in run.datasets:
         metric = selection_metric(run.manifests[dataset]["task"])
         for model in run.trained(dataset):
             key = f"{dataset}-{model}"
-            entry = {f"test_{metric}": run.metrics("train", key)["test"][metric]["mean"]}
+            trained = run.metrics("train", key)
+            entry = {f"test_{metric}": figure(trained["test"][metric], seeds=len(trained["best_epoch"]))}
             attribution = run.metrics("attribution", key)
             if attribution is not None:
-                gaps = [v["gap"] for k, v in attribution["faithfulness"].items()
-                        if k.startswith("whole/prediction/") and k.endswith("comprehensiveness")]
-                entry["comprehensiveness_gap"] = float(np.mean(gaps))
-                entry["gini"] = attribution["concentration"]["whole"]["gini"]["mean"]
+                for name, row in attribution["faithfulness"].items():
+                    view, measure, modality, kind = name.split("/")
+                    if (view, measure, kind) == ("whole", "prediction", "comprehensiveness"):
+                        entry[f"comprehensiveness_gap_{modality}"] = figure(
+                            {"mean": row["gap"], "std": row["gap_std"], "low": row["gap_low"],
+                             "high": row["gap_high"]}, row["seeds"])
+                entry["gini"] = figure(attribution["concentration"]["whole"]["gini"])
             probe = run.metrics("probe", key)
             if probe is not None:
-                entry |= {key: value for key, value in probe.items() if key.startswith("mean_abs_")}
+                entry |= {name: figure(value) for name, value in probe.items() if name.startswith("mean_abs_")}
                 for name in ("synergy_precision@1", "redundancy_precision@1"):
-                    if "recovery" in probe:
-                        entry[name] = probe["recovery"][name]
+                    if name in probe.get("recovery", {}):
+                        entry[name] = figure(probe["recovery"][name])
             ablate = run.metrics("ablate", key)
             if ablate is not None:
-                for key in map(budget_key, summary_budgets(ablate)):
-                    entry[key] = {f"{ranking}_vs_random_candidates": ablate[key][ranking]["vs_random_candidates"][
-                        "difference"] for ranking in summary_rankings(ablate)}
+                for budget in map(budget_key, summary_budgets(ablate)):
+                    entry[budget] = {f"{ranking}_vs_random_candidates": figure(
+                        {**(c := ablate[budget][ranking]["vs_random_candidates"]), "mean": c["difference"]})
+                        for ranking in summary_rankings(ablate)}
             summary.setdefault(dataset, {})[model] = entry
     return summary
+
+
+def figure(stats: dict, seeds: int | None = None) -> dict:
+    """A headline figure: {mean, std, seeds} and, when `stats` has them, low and high."""
+    out = {"mean": stats["mean"], "std": stats["std"], "seeds": seeds if seeds is not None else stats["seeds"]}
+    return out | {bound: stats[bound] for bound in ("low", "high") if bound in stats}
+
+
+def slug(text: str) -> str:
+    """"Planted-pair recovery" -> "planted-pair_recovery", "synthetic, fl_i2moe" -> "synthetic-fl_i2moe"."""
+    return text.lower().replace(", ", "-").replace(" ", "_").replace(".", "")
 
 
 def relative(path: Path, folder: Path) -> str:

@@ -2,7 +2,9 @@
 
 A verdict is "supported", "not supported", "mixed" (holds in some cases, fails in others) or
 "inconclusive" (the difference is within the run's own uncertainty). The rules are deliberately
-plain: confidence intervals that exclude zero, differences larger than a seed standard deviation.
+plain: confidence intervals that exclude zero, differences larger than a seed standard deviation. Every
+explanation figure is a mean over the trained seeds (explain.seeds) and the examples, and its interval is
+over both (`faithfulness.seed_example_ci`), so the seed spread widens the interval a rule reads.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 from fli2moe.ablation import budget_key, summary_budgets, summary_rankings
 from fli2moe.probing import PLANTED
 from fli2moe.report.outputs import RunOutputs
-from fli2moe.report.tables import metric_label, modality_names
+from fli2moe.report.tables import (metric_label, modality_names, seed_range, seeds_note, seeds_of, summary_ci,
+                                   with_ci)
 from fli2moe.task_metrics import selection_metric
 
 SUPPORTED, NOT_SUPPORTED, MIXED, INCONCLUSIVE = "supported", "not supported", "mixed", "inconclusive"
@@ -89,8 +92,8 @@ def faithfulness_claim(run: RunOutputs, dataset: str) -> Verdict:
                      f"{100 * c['gap_high']:.1f}], sufficiency gap {100 * s['gap']:+.1f} [{100 * s['gap_low']:.1f}, "
                      f"{100 * s['gap_high']:.1f}]")
     status = tally(passed)
-    return Verdict(dataset, status, "; ".join(parts) + f" (points; the CI must exclude 0 in the right "
-                                                                f"direction) - {status}.")
+    return Verdict(dataset, status, "; ".join(parts) + f" (points, {seeds_note(seeds_of(metrics))}; the CI must exclude 0 in "
+                                                       f"the right direction) - {status}." + run.removal_note(dataset))
 
 
 def concentration_claim(run: RunOutputs, dataset: str) -> Verdict:
@@ -100,9 +103,9 @@ def concentration_claim(run: RunOutputs, dataset: str) -> Verdict:
         return Verdict(dataset, INCONCLUSIVE, f"needs both fl_i2moe and dense attributions.")
     a, b = fl["concentration"]["whole"]["gini"], dense["concentration"]["whole"]["gini"]
     status = SUPPORTED if a["low"] > b["high"] else NOT_SUPPORTED if a["high"] < b["low"] else INCONCLUSIVE
-    return Verdict(dataset, status, f"Gini of the whole map, FL-I2MoE {a['mean']:.3f} [{a['low']:.3f}, "
-                           f"{a['high']:.3f}] vs dense {b['mean']:.3f} [{b['low']:.3f}, {b['high']:.3f}] "
-                           f"(supported if the intervals are disjoint with FL-I2MoE higher) - {status}.")
+    return Verdict(dataset, status, f"Gini of the whole map, FL-I2MoE {summary_ci(a)} vs dense {summary_ci(b)} "
+                           f"({seeds_note(seeds_of(fl))}; supported if the intervals are disjoint with FL-I2MoE higher, not "
+                           f"supported if disjoint with it lower) - {status}.")
 
 
 def specificity_claim(run: RunOutputs, dataset: str) -> Verdict:
@@ -112,24 +115,26 @@ def specificity_claim(run: RunOutputs, dataset: str) -> Verdict:
     if not shares:
         return Verdict(dataset, INCONCLUSIVE, f"no uniqueness-expert maps in this run.")
     status = tally([s["low"] > 0.5 for s in shares.values()])
-    parts = [f"{k.removeprefix('own_share_')} {s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
-             for k, s in shares.items()]
+    parts = [f"{k.removeprefix('own_share_')} {summary_ci(s)}" for k, s in shares.items()]
     return Verdict(dataset, status, f"own-modality share of the uniqueness experts' maps, " + "; ".join(parts)
-                   + f" (the CI must lie above 0.5) - {status}.")
+                   + f" ({seeds_note(seeds_of(metrics))}; the CI must lie above 0.5) - {status}.")
 
 
 def recovery_claim(run: RunOutputs, dataset: str, model: str = "fl_i2moe") -> Verdict:
-    """On the planted benchmark, SII ranks the synergistic pair first and RG the redundant pair first."""
-    recovery = (run.metrics("probe", f"{dataset}-{model}") or {}).get("recovery")
+    """On the planted benchmark, SII ranks the synergistic pair first and RG the redundant pair first, in most
+    examples: the CI of P@1 over seeds and examples lies above 50%."""
+    metrics = run.metrics("probe", f"{dataset}-{model}") or {}
+    recovery = metrics.get("recovery")
     if recovery is None:
         return Verdict(f"{dataset}, {model}", INCONCLUSIVE, "no planted-pair recovery.")
     p_syn, p_red = recovery["synergy_precision@1"], recovery["redundancy_precision@1"]
-    status = tally([p_syn > MAJORITY, p_red > MAJORITY])
+    status = tally([p_syn["low"] > MAJORITY, p_red["low"] > MAJORITY])
     return Verdict(f"{dataset}, {model}", status, f"the planted synergistic pair is ranked first by SII in "
-                           f"{100 * p_syn:.0f}% of examples (chance {100 * recovery['synergy_chance_precision@1']:.1f}"
-                           f"%), the planted redundant pair first by RG in {100 * p_red:.0f}% (chance "
-                           f"{100 * recovery['redundancy_chance_precision@1']:.1f}%); the claim needs more than "
-                           f"{100 * MAJORITY:.0f}% - {status}.")
+                           f"{summary_ci(p_syn, 100, 0)}% of examples (per seed {seed_range(p_syn)}; chance "
+                           f"{100 * recovery['synergy_chance_precision@1']:.1f}%), the planted redundant pair first by "
+                           f"RG in {summary_ci(p_red, 100, 0)}% (per seed {seed_range(p_red)}; chance "
+                           f"{100 * recovery['redundancy_chance_precision@1']:.1f}%) ({seeds_note(seeds_of(metrics))}; the CI "
+                           f"must lie above {100 * MAJORITY:.0f}%) - {status}." + run.removal_note(dataset))
 
 
 def ablation_claim(run: RunOutputs, dataset: str, model: str = "fl_i2moe") -> Verdict:
@@ -143,7 +148,11 @@ def ablation_claim(run: RunOutputs, dataset: str, model: str = "fl_i2moe") -> Ve
         rows = {b: metrics[budget_key(b)][ranking]["vs_random_candidates"] for b in summary_budgets(metrics)}
         passed += [c["low"] > 0 and c["permutation_p"] < SIGNIFICANCE for c in rows.values()]
         parts.append(f"by {ranking.upper()} at b = " + ", ".join(
-            f"{b}: {100 * c['difference']:+.1f} (p {c['permutation_p']:.3f})" for b, c in rows.items()))
+            f"{b}: {with_ci(c['difference'], c['low'], c['high'], 100, signed=True, std=c['std'])} "
+            f"(p {c['permutation_p']:.3f})" for b, c in rows.items()))
     status = tally(passed)
-    return Verdict(f"{dataset}, {model}", status, f"ranked minus random-candidate drop (points): " + "; ".join(parts)
-                   + f" (each needs a CI above 0 and p < {SIGNIFICANCE}) - {status}.")
+    return Verdict(f"{dataset}, {model}", status, "ranked minus random-candidate drop (points, "
+                   f"{seeds_note(seeds_of(metrics))}): " + "; ".join(parts)
+                   + f" (each needs a CI above 0 and p < {SIGNIFICANCE}) - {status}."
+                   + run.removal_note(dataset))
+

@@ -77,8 +77,10 @@ def ablation_curves(frame: pd.DataFrame, path: Path, title: str) -> Path:
 
 
 def recovery_bars(frame: pd.DataFrame, path: Path, title: str) -> Path:
-    """frame: model, pair ("synergy by SII" | "redundancy by RG"), k ("P@1" | "P@5"), precision, chance."""
-    grid = sns.catplot(data=frame, x="k", y="precision", hue="model", col="pair", kind="bar", height=3.2, aspect=1.1)
+    """frame: model, pair ("synergy by SII" | "redundancy by RG"), k ("P@1" | "P@5"), precision (one row per
+    seed), chance. Bars: means over the seeds; whiskers: their standard deviation."""
+    grid = sns.catplot(data=frame, x="k", y="precision", hue="model", col="pair", kind="bar", errorbar="sd",
+                       height=3.2, aspect=1.1)
     for ax, (_, part) in zip(grid.axes.flat, frame.groupby("pair", sort=False)):
         for i, (_, row) in enumerate(part.drop_duplicates("k").iterrows()):
             ax.hlines(row["chance"], i - 0.4, i + 0.4, colors="black", linestyles="dashed",

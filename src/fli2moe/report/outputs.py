@@ -7,6 +7,7 @@ run, e.g. the routing weights of the dense model or planted-pair recovery outsid
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +19,7 @@ from safetensors.numpy import load_file
 from fli2moe.faithfulness import roster_names
 from fli2moe.features import read_manifest
 from fli2moe.models.fl_i2moe import build_roster
+from fli2moe.task_metrics import SEED_PREFIX
 
 TRAINED_MODELS = ("fl_i2moe", "moe_plain", "dense")  # every model the train stages can produce, in table order
 
@@ -37,8 +39,19 @@ class RunOutputs:
     datasets: tuple[str, ...]
     models: tuple[str, ...]
     moe_plain_datasets: tuple[str, ...]
+    # Per dataset, the probability with which training removed each token (train.token_dropout): 0 means the
+    # models never saw a removed token, which every explanation here does to them.
+    token_dropout: Mapping[str, float] = field(default_factory=dict)
     # Files already read, by path: every section and table asks again, and they do not change meanwhile.
     _read: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def removal_note(self, dataset: str) -> str:
+        """A sentence for the removal-based results on `dataset` when its models were not trained with removed
+        tokens (issue 19), else ""."""
+        if self.token_dropout.get(dataset, 0.0) > 0:
+            return ""
+        return (f" Caution: the {dataset} models were trained without removed tokens (train.token_dropout = 0), so "
+                "the masked inputs of these explanations lie outside their training distribution.")
 
     def metrics(self, stage: str, key: str) -> dict | None:
         """metrics/<stage>/<key>.json, e.g. ("train", "enrico-dense"); None when absent. Read-only."""
@@ -57,14 +70,24 @@ class RunOutputs:
         path = self.root / "metrics" / stage / "curves" / f"{key}.csv"
         return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
+    def seed_folders(self, stage: str, key: str) -> list[Path]:
+        """results/<stage>/<key>/seed_<s>/ of every explained seed, in ascending seed order."""
+        folders = (self.root / "results" / stage / key).glob(f"{SEED_PREFIX}*/")
+        return sorted(folders, key=lambda folder: int(folder.name.removeprefix(SEED_PREFIX)))
+
     def table(self, stage: str, key: str, name: str) -> pd.DataFrame:
-        """results/<stage>/<key>/<name>.parquet, e.g. ("attribution", "enrico-dense", "faithfulness")."""
-        path = self.root / "results" / stage / key / f"{name}.parquet"
-        return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+        """results/<stage>/<key>/seed_<s>/<name>.parquet of every seed, e.g. ("attribution", "enrico-dense",
+        "faithfulness"), one frame with a `seed` column."""
+        frames = [pd.read_parquet(path).assign(seed=int(folder.name.removeprefix(SEED_PREFIX)))
+                  for folder in self.seed_folders(stage, key) if (path := folder / f"{name}.parquet").is_file()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def tensors(self, stage: str, key: str, name: str) -> dict[str, np.ndarray] | None:
-        path = self.root / "results" / stage / key / f"{name}.safetensors"
-        return load_file(path) if path.is_file() else None
+        """results/<stage>/<key>/seed_<s>/<name>.safetensors of the first explained seed (the report draws one
+        model's maps and interactions), None when absent."""
+        folders = self.seed_folders(stage, key)
+        path = folders[0] / f"{name}.safetensors" if folders else None
+        return load_file(path) if path is not None and path.is_file() else None
 
     def trained(self, dataset: str) -> list[str]:
         """The models trained on `dataset` in this run: fl_i2moe, dense, and moe_plain on moe_plain_datasets."""

@@ -65,12 +65,27 @@ def mean_std(stats: dict | None, digits: int = 3) -> str:
     return DASH if stats is None else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
-def with_ci(value, low, high, scale: float = 1.0, digits: int = 1, signed: bool = False) -> str:
-    """"+8.1 [7.2, 9.1]": a value and its 95% confidence interval, times `scale`."""
+def with_ci(value, low, high, scale: float = 1.0, digits: int = 1, signed: bool = False, std=None) -> str:
+    """"+8.1 ± 1.2 [7.2, 9.1]": a value, its seed standard deviation (when given) and its 95% confidence
+    interval, times `scale`."""
     if value is None:
         return DASH
     sign = "+" if signed else ""
-    return f"{value * scale:{sign}.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+    spread = f" ± {std * scale:.{digits}f}" if std is not None else ""
+    return f"{value * scale:{sign}.{digits}f}{spread} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+
+
+def summary_ci(stats: dict | None, scale: float = 1.0, digits: int = 3, signed: bool = False) -> str:
+    """`with_ci` of a `faithfulness.seed_example_ci` dict over seeds and examples: {mean, std, low, high}."""
+    if stats is None:
+        return DASH
+    return with_ci(stats["mean"], stats["low"], stats["high"], scale, digits, signed, stats.get("std"))
+
+
+def seeds_note(seeds: int) -> str:
+    """How many trained seeds a stage's figures average, for a table note."""
+    return (f"mean ± seed std over {seeds} trained seeds [95% CI over seeds and examples]" if seeds > 1
+            else "one trained seed [95% bootstrap CI over examples]")
 
 
 def p_value(p) -> str:
@@ -120,14 +135,17 @@ def faithfulness_table(run: RunOutputs, dataset: str) -> Table:
             c = faith[f"whole/prediction/{modality}/comprehensiveness"]
             s = faith[f"whole/prediction/{modality}/sufficiency"]
             rows.append([model, modality,
-                         with_ci(c["aopc"], c["aopc_low"], c["aopc_high"], 100), number(100 * c["random_aopc"], 1),
-                         with_ci(c["gap"], c["gap_low"], c["gap_high"], 100, signed=True),
-                         with_ci(s["aopc"], s["aopc_low"], s["aopc_high"], 100), number(100 * s["random_aopc"], 1),
-                         with_ci(s["gap"], s["gap_low"], s["gap_high"], 100, signed=True)])
+                         with_ci(c["aopc"], c["aopc_low"], c["aopc_high"], 100, std=c["aopc_std"]),
+                         number(100 * c["random_aopc"], 1),
+                         with_ci(c["gap"], c["gap_low"], c["gap_high"], 100, signed=True, std=c["gap_std"]),
+                         with_ci(s["aopc"], s["aopc_low"], s["aopc_high"], 100, std=s["aopc_std"]),
+                         number(100 * s["random_aopc"], 1),
+                         with_ci(s["gap"], s["gap_low"], s["gap_high"], 100, signed=True, std=s["gap_std"])])
     return Table(f"{dataset}: faithfulness of the whole-model map (top-K% masking, AOPC over K)",
                  ["model", "modality", "comprehensiveness", "random", "gap", "sufficiency", "random", "gap"], rows,
                  "x100 (probability points); comprehensiveness: higher is better, sufficiency: lower is better; "
-                 "gap = identified - random tokens; [95% bootstrap CI].", align_left=2)
+                 f"gap = identified - random tokens; {explained_seeds_note(run, dataset, 'attribution')}.",
+                 align_left=2)
 
 
 def expert_faithfulness_table(run: RunOutputs, dataset: str) -> Table:
@@ -138,12 +156,13 @@ def expert_faithfulness_table(run: RunOutputs, dataset: str) -> Table:
         experts = sorted({key.split("/")[0] for key in faith if key.split("/")[1] == "contribution"})
         for expert in experts:
             rows.append([model, expert, *(with_ci(*(faith[f"{expert}/contribution/{m}/comprehensiveness"][k]
-                                                    for k in ("gap", "gap_low", "gap_high")), 100, signed=True)
+                                                    for k in ("gap", "gap_low", "gap_high")), 100, signed=True,
+                                                  std=faith[f"{expert}/contribution/{m}/comprehensiveness"]["gap_std"])
                                           for m in modality_names(run, dataset))])
     return Table(f"{dataset}: per-expert comprehensiveness gap of the expert's own contribution",
                  ["model", "expert", *modality_names(run, dataset)], rows,
                  "x100; the drop of w_e * logit_e[target] when the expert's own top-K% tokens are removed, minus "
-                 "the drop for random tokens; [95% CI].", align_left=2)
+                 f"the drop for random tokens; {explained_seeds_note(run, dataset, 'attribution')}.", align_left=2)
 
 
 def concentration_table(run: RunOutputs, dataset: str) -> Table:
@@ -151,23 +170,22 @@ def concentration_table(run: RunOutputs, dataset: str) -> Table:
     rows = []
     for model in run.explained(dataset, "attribution"):
         for name, stats in run.metrics("attribution", f"{dataset}-{model}")["concentration"].items():
-            rows.append([model, name, *(with_ci(stats[k]["mean"], stats[k]["low"], stats[k]["high"], digits=3)
-                                        for k in ("entropy", "gini", "top10_mass"))])
+            rows.append([model, name, *(summary_ci(stats[k]) for k in ("entropy", "gini", "top10_mass"))])
     return Table(f"{dataset}: concentration of the attribution maps",
                  ["model", "map", "entropy / log T", "Gini", "top-10% mass"], rows,
-                 "normalised |scores|; lower entropy, higher Gini and top-10% mass = more concentrated; [95% CI].",
-                 align_left=2)
+                 "normalised |scores|; lower entropy, higher Gini and top-10% mass = more concentrated; "
+                 f"{explained_seeds_note(run, dataset, 'attribution')}.", align_left=2)
 
 
 def specificity_table(run: RunOutputs, dataset: str) -> Table:
     """How different the experts' maps are, and each uniqueness expert's share on its own modality."""
-    rows = [[model, name.replace("_", " "), with_ci(stats["mean"], stats["low"], stats["high"], digits=3)]
+    rows = [[model, name.replace("_", " "), summary_ci(stats)]
             for model in run.explained(dataset, "attribution")
             for name, stats in run.metrics("attribution", f"{dataset}-{model}")["specificity"].items()]
     return Table(f"{dataset}: specificity of the experts", ["model", "measure", "value"], rows,
                  "expert JS distance: mean pairwise Jensen-Shannon distance between the experts' maps; own share: "
-                 "a uniqueness expert's attribution mass on its own modality (0.5 = no preference); [95% CI].",
-                 align_left=2)
+                 "a uniqueness expert's attribution mass on its own modality (0.5 = no preference); "
+                 f"{explained_seeds_note(run, dataset, 'attribution')}.", align_left=2)
 
 
 def probe_table(run: RunOutputs, dataset: str) -> Table:
@@ -180,15 +198,16 @@ def probe_table(run: RunOutputs, dataset: str) -> Table:
         timing = run.timing("probe", f"{dataset}-{model}") or {}
         m = metrics[model]
         rows.append([model, m["estimator"], str(m["examples"]), number(m["mean_candidates"], 1), str(m["pairs"]),
-                     *(number(m.get(f"mean_abs_{name}"), 4) for name in indices),
+                     *(summary_ci(m.get(f"mean_abs_{name}"), digits=4) for name in indices),
                      number(m.get("significant_share"), 2), number(m["mean_evaluations"], 0),
                      number(timing.get("seconds_per_example"), 2)])
     return Table(f"{dataset}: interaction probes on cross-modal candidate pairs",
                  ["model", "estimator", "examples", "candidates", "pairs",
-                  *(f"mean |{name.upper()}|" for name in indices), "share |SII| > 1.96 SE", "evaluations / example",
+                  *(f"mean |{name.upper()}|" for name in indices), "significant SII", "evaluations / example",
                   "s / example"], rows,
-                 f"{', '.join(name.upper() for name in indices)} in units of the game's value (probe.quantity).",
-                 align_left=2)
+                 f"{', '.join(name.upper() for name in indices)} in units of the game's value (probe.quantity), "
+                 f"per example the mean over its pairs; significant SII: share of pairs whose 95% Student-t interval "
+                 f"excludes 0; {explained_seeds_note(run, dataset, 'probe')}.", align_left=2)
 
 
 def recovery_table(run: RunOutputs, dataset: str) -> Table:
@@ -199,17 +218,23 @@ def recovery_table(run: RunOutputs, dataset: str) -> Table:
         if recovery is None:
             continue
         for kind, score in (("synergy", "SII"), ("redundancy", "RG")):
-            rows.append([model, f"{kind} by {score}", number(recovery[f"{kind}_precision@1"], 2),
-                         number(recovery[f"{kind}_chance_precision@1"], 3),
-                         number(recovery[f"{kind}_precision@5"], 2), number(recovery[f"{kind}_chance_precision@5"], 3),
+            rows.append([model, f"{kind} by {score}", summary_ci(recovery[f"{kind}_precision@1"], digits=2),
+                         seed_range(recovery[f"{kind}_precision@1"]), number(recovery[f"{kind}_chance_precision@1"], 3),
+                         summary_ci(recovery[f"{kind}_precision@5"], digits=2),
+                         number(recovery[f"{kind}_chance_precision@5"], 3),
                          number(recovery[f"{kind}_mean_rank"], 1), number(recovery[f"{kind}_missing_share"], 2),
+                         number(recovery.get(f"{kind}_misses_within_noise"), 2),
                          number(recovery[f"{kind}_sign_accuracy"], 2), str(recovery[f"{kind}_examples"])])
     return Table(f"{dataset}: recovery of the planted pairs",
-                 ["model", "pair", "P@1", "chance", "P@5", "chance", "mean rank", "not a candidate",
-                  "sign accuracy", "examples"], rows,
+                 ["model", "pair", "P@1", "P@1 per seed", "chance", "P@5", "chance", "mean rank", "not a candidate",
+                  "misses within noise", "sign accuracy", "examples"], rows,
                  "P@k: share of examples whose planted pair is among the k top-ranked cross-modal pairs (a pair "
                  "whose tokens are not both candidates counts as a miss); mean rank over the examples where it is "
-                 "a candidate pair; sign accuracy: SII > 0 for synergy, RG > 0 for redundancy.", align_left=2)
+                 "a candidate pair; misses within noise: share of the examples whose planted pair is a candidate "
+                 "but not first where the top pair beats it by at most 1.96 combined standard errors (the "
+                 "estimator's noise could explain the miss); sign accuracy: SII > 0 for synergy, RG > 0 for "
+                 "redundancy; "
+                 f"{explained_seeds_note(run, dataset, 'probe')}.", align_left=2)
 
 
 def ablation_table(run: RunOutputs, dataset: str) -> Table:
@@ -223,16 +248,18 @@ def ablation_table(run: RunOutputs, dataset: str) -> Table:
                 for random in SELECTIONS[1:]:
                     ranked, c = drops["ranked"], drops[f"vs_{random}"]
                     rows.append([model, ranking.upper(), random.replace("_", " "), str(budget),
-                                 with_ci(ranked["drop"], ranked["low"], ranked["high"], 100),
-                                 with_ci(drops[random]["drop"], drops[random]["low"], drops[random]["high"], 100),
-                                 with_ci(c["difference"], c["low"], c["high"], 100, signed=True),
+                                 with_ci(ranked["drop"], ranked["low"], ranked["high"], 100, std=ranked["std"]),
+                                 with_ci(drops[random]["drop"], drops[random]["low"], drops[random]["high"], 100,
+                                         std=drops[random]["std"]),
+                                 with_ci(c["difference"], c["low"], c["high"], 100, signed=True, std=c["std"]),
                                  p_value(c["permutation_p"]), p_value(c["wilcoxon_p"]), number(c["cohens_dz"], 2)])
     return Table(f"{dataset}: pair-level masking, ranked against random pairs",
                  ["model", "ranking", "random pairs from", "pairs b", "ranked drop", "random drop", "difference",
                   "permutation p", "Wilcoxon p", "d_z"], rows,
                  "x100: drop of the target's probability when both tokens of the top-b pairs are removed; random "
                  "sets match the ranked set's distinct tokens per modality; one-sided tests of ranked > random "
-                 "(sign-flip permutation and Wilcoxon signed-rank); [95% bootstrap CI].", align_left=4)
+                 "(sign-flip permutation and Wilcoxon signed-rank) of each example's difference averaged over the "
+                 f"seeds; {explained_seeds_note(run, dataset, 'ablate')}.", align_left=4)
 
 
 COST_STAGES = ("extract", "train", "attribution", "probe", "ablate")  # their timing/ folders
@@ -256,6 +283,23 @@ def cost_table(run: RunOutputs) -> Table:
     return Table("Cost per stage (wall seconds on this machine)", ["stage", "key", "seconds", "model evaluations / example"],
                  rows, "measured by the stages themselves; `dvc repro` adds a few seconds of bookkeeping per stage.",
                  align_left=2)
+
+
+def explained_seeds_note(run: RunOutputs, dataset: str, stage: str) -> str:
+    """`seeds_note` of the most seeds a stage's metrics on `dataset` average (the same for every model)."""
+    seeds = max((seeds_of(run.metrics(stage, f"{dataset}-{m}")) for m in run.explained(dataset, stage)), default=1)
+    return seeds_note(seeds)
+
+
+def seeds_of(metrics: dict) -> int:
+    """Trained seeds behind an explanation stage's metrics (its top-level `seeds`)."""
+    return int(metrics.get("seeds", 1))
+
+
+def seed_range(stats: dict) -> str:
+    """"0.91, 0.88, 0.94": the per-seed values (seed_<s> keys) of a figure, in seed order."""
+    by_seed = {key: value for key, value in stats.items() if key.startswith("seed_")}
+    return ", ".join(number(value, 2) for value in seed_values(by_seed)) if by_seed else DASH
 
 
 def modality_names(run: RunOutputs, dataset: str) -> list[str]:
