@@ -37,10 +37,12 @@ def main() -> int:
                      for seed in seeds]
         check_pair_modalities(explained[0].manifest)
         indices = check_indices(config.indices)
-        if config.estimator == "montecarlo":  # whether the budget buys two contexts depends on each example's n
+        if config.estimator != "exact":  # whether the budget buys two contexts depends on each example's n
             try:
                 contexts_per_example(explained[0].mask, explained[0].model.modality_slices, config.candidates,
-                                     config.evaluations, indices, config.rg_keep, config.scheme, explained[0].ids)
+                                     config.evaluations, indices, config.rg_keep, config.scheme, explained[0].ids,
+                                     estimator=config.estimator, contenders=config.contenders,
+                                     screen_share=config.screen_share)
             except ValueError as e:
                 raise ParamsError(f"probe.evaluations = {config.evaluations} is too small: {e}") from None
 
@@ -54,7 +56,9 @@ def main() -> int:
         results.append(probe_examples(context, ex.projected, ex.mask, ex.target, whole,
                                       candidates_per_modality=config.candidates, estimator=config.estimator,
                                       indices=indices, evaluations=config.evaluations, rg_keep=config.rg_keep,
-                                      scheme=config.scheme, seed=params.seed, example_index=ex.index.tolist()))
+                                      scheme=config.scheme, contenders=config.contenders,
+                                      screen_share=config.screen_share, seed=params.seed,
+                                      example_index=ex.index.tolist()))
     seconds = time.perf_counter() - start
     manifest = explained[0].manifest
     results, degenerate = split_degenerate(results, seeds, manifest["ids"]["test"])
@@ -79,7 +83,9 @@ def main() -> int:
         metrics |= recovery_metrics(results, manifest["ground_truth"]["test"], indices, seeds, config.bootstrap,
                                     params.seed)
     method = {"estimator": config.estimator, "candidates_per_modality": config.candidates} \
-        | ({"scheme": config.scheme} if config.estimator == "montecarlo" else {})
+        | ({"scheme": config.scheme} if config.estimator == "montecarlo" else {}) \
+        | ({"contenders": config.contenders, "screen_share": config.screen_share}
+           if config.estimator == "screen_and_refine" else {})
     write_json(f"metrics/probe/{key}.json", {**method, **metrics})
     write_json(f"timing/probe/{key}.json", timing)
     logging.info("%s: %d examples x %d seeds, %.0f evaluations and %.2f s per example; mean |index|: %s", key,

@@ -227,6 +227,23 @@ def test_ablation_of_a_real_model_reads_the_probe_output_and_gives_json_ready_me
     assert summary["budget_50"]["rg"]["random_all"]["mean_pairs"] == pytest.approx(52 / 3)
 
 
+def test_a_refined_probe_is_ablated_in_its_ranking_order_not_its_value_order():
+    model, projected, mask, baseline, target = tiny_model_and_inputs()
+    context = ExplanationContext(model, baseline, "multiclass", "prob", max_batch=64)
+    results = probe_examples(context, projected, mask, target, torch.zeros(3, 9), candidates_per_modality="all",
+                             estimator="exact", example_index=[5, 6, 7])
+    probe = interaction_tensors(results)
+    reversed_order = probe | {"sii_ranking": -probe["sii"]}  # as if the refinement had ranked them upside down
+    by_ranking = pair_ablation(context, projected, mask, target, reversed_order, budgets=[1, 2], random_repeats=2,
+                               rankings=["sii"])
+    by_value = pair_ablation(context, projected, mask, target, probe | {"sii": -probe["sii"]}, budgets=[1, 2],
+                             random_repeats=2, rankings=["sii"])
+    unranked = pair_ablation(context, projected, mask, target, probe, budgets=[1, 2], random_repeats=2,
+                             rankings=["sii"])
+    np.testing.assert_array_equal(by_ranking.drop, by_value.drop)
+    assert not np.array_equal(by_ranking.drop[:, :, :, 0], unranked.drop[:, :, :, 0])
+
+
 # --- keep-masks --------------------------------------------------------------------------------------
 
 def hand_example():

@@ -23,6 +23,7 @@ from fli2moe.probing import (
     aggregate_recovery,
     check_pair_modalities,
     coalition_game,
+    interaction_tensors,
     pair_rows,
     planted_pair_recovery,
     probe_examples,
@@ -324,6 +325,36 @@ def test_pair_rows_metrics_and_synthetic_recovery(probed):
     assert recovery["recovery_bii"]["synergy_mean_rank"] == bii_rank
 
 
+def test_screen_and_refine_probes_rank_their_refined_pairs_first_everywhere(one_thread):
+    model = tiny_model()
+    projected, mask, baseline = tiny_inputs((5, 3, 4))
+    targets = predicted(model, projected, mask)
+    maps = attribute(model, projected, mask, targets).whole
+    args = (ExplanationContext(model, baseline, "multiclass", "logit", max_batch=64), projected, mask, targets, maps)
+    truth = probe_examples(*args, candidates_per_modality=3, estimator="exact")
+    results = probe_examples(*args, candidates_per_modality=3, estimator="screen_and_refine", evaluations=128,
+                             contenders=3, seed=7)
+    for ex, sr in zip(truth, results):
+        sii = sr.interactions["sii"]
+        assert int(sii.refined.sum()) == 3 and sr.interactions["rg"].refined is None  # RG at rg_keep 1 is exact
+        assert ((sii.value - ex.interactions["sii"].value).abs() <= 4 * sii.se + 1e-6).all()
+        order = torch.nan_to_num(sii.ranking_score(), nan=-torch.inf).argsort(descending=True)
+        assert sii.refined[order[:3]].all()
+    rows = pair_rows(results, ids=["x0", "x1", "x2"], modality_names=["a", "b"])
+    assert sum(r["sii_refined"] for r in rows) == 9 and "rg_refined" not in rows[0]
+    tensors = interaction_tensors(results)
+    assert set(tensors) >= {"sii", "sii_ranking", "rg"} and "rg_ranking" not in tensors
+    torch.testing.assert_close(tensors["sii_ranking"][0], results[0].interactions.matrix("sii", "ranking_score"))
+    # The planted synergy is the screen's best unrefined pair: it ranks 4th, after the 3 refined ones, even
+    # when its screening estimate is above theirs.
+    first = results[0].interactions
+    unrefined = torch.where(~first["sii"].refined)[0]
+    best = unrefined[first["sii"].value[unrefined].argmax()]
+    planted = results[0].positions[first.pairs[best]].tolist()
+    rows = synthetic_recovery(results[:1], {"synergy": [planted], "redundancy": [[9, 9]]})
+    assert rows[0]["synergy_rank"] == 4
+
+
 def test_a_pair_without_an_interval_is_never_significant():
     # A Monte Carlo pair sampled once has a NaN SE: no interval, and not significant however large it is.
     nan, inf = float("nan"), float("inf")
@@ -347,9 +378,6 @@ def probe_metrics_share(estimate):
 
 
 def test_interaction_tensors_hold_each_example_matrix_with_padding():
-    from fli2moe.interactions import exact
-    from fli2moe.probing import interaction_tensors
-
     def game(weights):
         return lambda coalitions: coalitions.double() @ weights + coalitions[:, 0].double() * coalitions[:, -1].double()
 

@@ -6,7 +6,8 @@ over the pairs A x B of every probed index (`probing.interaction_tensors`; SII a
 per budget b:
 
 - Ranked sets: the top-b pairs by each probed index (a ranking), separately: descending, NaN (a pair the
-  Monte Carlo probe never sampled) last, ties in (slot a, slot b) order. b is clipped to the |A| |B| pairs available.
+  Monte Carlo probe never sampled) last, ties in (slot a, slot b) order; an index the probe refined
+  (`interactions.screen_and_refine`) ranks its refined pairs first. b is clipped to the |A| |B| pairs available.
 - Removing a set of pairs removes the union of their tokens, U = U_a + U_b with d_a = |U_a| and
   d_b = |U_b| distinct tokens. Top pairs share tokens (the top 3 may hold only 4 tokens), so d_a + d_b
   ranges from about 2 sqrt(b) (a block of d_a x d_b pairs) to 2b (disjoint pairs), always with
@@ -167,7 +168,8 @@ def pair_ablation(context: ExplanationContext, projected: Tensor, mask: Tensor, 
 
     projected [N, T, H], mask [N, T], target [N, C] bool (fixed on the unmasked input); the context holds
     the model (two modalities), baseline, task, quantity of the drop and batch limit; probe: the probe
-    stage's tensors (per ranking [N, n_a, n_b], "slots_a" [N, n_a], "slots_b" [N, n_b], "index" [N]) for
+    stage's tensors (per ranking [N, n_a, n_b], ranked by "<ranking>_ranking" where present, "slots_a"
+    [N, n_a], "slots_b" [N, n_b], "index" [N]) for
     these N examples, in this order; distinct budgets; rankings: the indices to rank by (default: every
     index the probe holds, `probed_indices`).
 
@@ -185,13 +187,15 @@ def pair_ablation(context: ExplanationContext, projected: Tensor, mask: Tensor, 
     rankings = probed_indices(probe) if rankings is None else tuple(rankings)
     if not rankings or not set(rankings) <= set(probe):
         raise ValueError(f"rankings must be indices the probe holds ({list(probed_indices(probe))}), got {list(rankings)}")
-    probe = {name: np.asarray(probe[name]) for name in ("slots_a", "slots_b", "index", *rankings)}
+    # An index refined by `screen_and_refine` ranks by its ranking score (refined pairs first), the others by value.
+    scores = {name: np.asarray(probe.get(f"{name}_ranking", probe[name])) for name in rankings}
+    probe = {name: np.asarray(probe[name]) for name in ("slots_a", "slots_b", "index")}
     N, T = mask.shape
     if len(probe["index"]) != N:
         raise ValueError(f"the probe holds {len(probe['index'])} examples, the ablation {N}")
     real = mask.cpu().numpy()
     per_example = [example_masks(real[n], slices, probe["slots_a"][n], probe["slots_b"][n],
-                                 {name: probe[name][n] for name in rankings}, budgets, random_repeats,
+                                 {name: scores[name][n] for name in rankings}, budgets, random_repeats,
                                  np.random.default_rng([seed, int(probe["index"][n])])) for n in range(N)]
     keeps = np.stack([m.keeps for m in per_example])  # [N, nB, nR, 1 + 2R, T]
     rows = np.concatenate([real[:, None], keeps.reshape(N, -1, T)], 1)  # [N, K, T]: row 0 removes nothing

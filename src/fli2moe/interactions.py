@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from scipy import stats
 
@@ -113,13 +114,25 @@ def check_indices(indices: Sequence[str]) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Estimate:
     """One index over P pairs: value, se [P] float64 (standard error, 0 when exact), samples [P] int64
-    (contexts whose D_ij entered the estimate) and df [P] float64, the degrees of freedom of the standard
-    error (inf when exact, NaN when the SE is NaN; `montecarlo`)."""
+    (contexts whose D_ij entered the estimate), df [P] float64, the degrees of freedom of the standard
+    error (inf when exact, NaN when the SE is NaN; `montecarlo`), and refined [P] bool, the pairs whose
+    estimate comes from `screen_and_refine`'s second phase (None from every other estimator)."""
 
     value: torch.Tensor
     se: torch.Tensor
     samples: torch.Tensor
     df: torch.Tensor
+    refined: torch.Tensor | None = None
+
+    def ranking_score(self) -> torch.Tensor:
+        """float64 [P] whose descending order ranks the pairs: the value, except that the pairs the refinement
+        did not reach (`refined` False) rank below every refined one, shifted down by the value range plus 1
+        in the order of their screening estimates. NaN stays NaN (ranks last)."""
+        if self.refined is None or self.refined.all() or not self.refined.any():
+            return self.value
+        finite = self.value[torch.isfinite(self.value)]
+        shift = (finite.max() - finite.min() + 1) if len(finite) else 0.0
+        return torch.where(self.refined, self.value, self.value - shift)
 
     def interval(self, level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
         """Two-sided Student-t confidence interval of every pair, (low, high) [P] float64:
@@ -152,13 +165,14 @@ class PairInteractions:
         return self.estimates[index]
 
     def matrix(self, index: str = "sii", field: str = "value") -> torch.Tensor:
-        """Scatter one index's `Estimate` field ("value", "se" or "samples") into [n_a, n_b] for a
-        two-modality game.
+        """Scatter one index's `Estimate` field ("value", "se" or "samples", or its "ranking_score") into
+        [n_a, n_b] for a two-modality game.
 
         Rows are the players of the smaller modality id, columns those of the other one, both in
         player order: ``matrix()[r, c]`` is the pair (r-th player of modality a, c-th of modality b).
         """
         values = getattr(self.estimates[index], field)
+        values = values() if callable(values) else values
         ids = torch.unique(self.modality)
         if len(ids) != 2:
             raise ValueError(f"matrix() needs exactly two modalities, got ids {ids.tolist()}")
@@ -264,8 +278,10 @@ def montecarlo(
     rg_keep: float = 1.0,
     max_batch: int = DEFAULT_MAX_BATCH,
     scheme: Scheme = "outside",
+    pairs: torch.Tensor | None = None,
 ) -> PairInteractions:
-    """Unbiased Monte Carlo estimates of every cross-modal pair, with evaluations shared by pairs and indices.
+    """Unbiased Monte Carlo estimates of every cross-modal pair (or of `pairs`), with evaluations shared by pairs
+    and indices.
 
     A context is a base coalition T [n] and the set of pairs it serves; a served pair (i, j) gets
     one sample D_ij(S) with S = T \\ {i, j}, from the four coalitions S, S+i, S+j, S+ij. Each index
@@ -322,6 +338,9 @@ def montecarlo(
         rg_keep: probability that RG keeps each other player in the context, in [0, 1].
         max_batch: largest number of coalitions per call of ``value``.
         scheme: "outside" (the sharing scheme of docs/design.md section 5) or "owen" (stratified multilinear extension).
+        pairs: int [P, 2], the cross pairs to estimate (i < j, distinct, rows of `cross_pairs`); default all.
+            The contexts serve these pairs only, so a context costs 1 + (their players) + P evaluations
+            ("owen") instead of 1 + n + (all cross pairs): `screen_and_refine` spends its second phase so.
 
     Returns:
         PairInteractions; ``samples`` [P] are the served contexts per pair and ``evaluations``
@@ -338,7 +357,7 @@ def montecarlo(
     if num_contexts < 2:
         raise ValueError(f"num_contexts must be >= 2 (a standard error needs two samples), got {num_contexts}")
     n = len(modality)
-    pairs = cross_pairs(modality)
+    pairs = cross_pairs(modality) if pairs is None else _check_pairs(pairs, modality)
     generator = torch.Generator().manual_seed(seed)
     settings = ContextSettings(rg_keep, scheme)
 
@@ -349,6 +368,113 @@ def montecarlo(
         estimates[name] = Estimate(**_stratified_mean(derivative if INDICES[name].sign > 0 else -derivative, ctx),
                                    samples=ctx.served.sum(dim=0))
     return PairInteractions(pairs=pairs, estimates=estimates, evaluations=evaluations, modality=modality)
+
+
+DEFAULT_CONTENDERS = 32
+DEFAULT_SCREEN_SHARE = 0.5
+
+
+def screen_and_refine(
+    value: Game,
+    modality,
+    evaluations: int,
+    seed: int,
+    *,
+    indices: Sequence[str] = DEFAULT_INDICES,
+    rg_keep: float = 1.0,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    contenders: int = DEFAULT_CONTENDERS,
+    screen_share: float = DEFAULT_SCREEN_SHARE,
+) -> PairInteractions:
+    """The top pairs of every index among many cross pairs, with valid intervals: a screen of all pairs, then
+    a refinement of the contenders on fresh contexts (issue 17; the two-stage design of adaptive screening,
+    e.g. Even-Dar, Mannor & Mansour 2006, with the stages' samples kept apart).
+
+    1. Screen: `montecarlo` ("owen") of every cross pair at a budget of `screen_share * evaluations`
+       (`contexts_for_budget`). An owen context costs 1 + n + P evaluations and gives every pair one sample.
+    2. Refine: for every sampled index (not one that is exact, as RG at rg_keep 0 or 1), the `contenders` pairs with
+       the largest screened estimates (NaN last) get `montecarlo` contexts restricted to them (`pairs`), at an
+       equal share of the other `(1 - screen_share) * evaluations`: a context then costs at most
+       1 + min(n, 2 * contenders) + contenders evaluations, so the contenders get many more samples.
+
+    A contender's value, SE, samples and df are the refinement's alone. Its contexts are drawn after the
+    screen and independently of it, so given the selection its estimate is unbiased and its Student-t
+    interval valid; pooling the screen's samples would carry the selection's upward bias (the winner's
+    curse). The other pairs keep their screening estimates. `Estimate.refined` marks the contenders and
+    `Estimate.ranking_score` ranks them first. The phase budgets are fixed before any draw, and both
+    phases' seeds derive from `seed`.
+
+    Args:
+        value, modality, indices, rg_keep, max_batch: as in `montecarlo`.
+        evaluations: budget of coalitions for both phases together (each uses its share on average, as in
+            `contexts_for_budget`; `PairInteractions.evaluations` reports what they used).
+        seed: seed of both phases' draws (same seed -> same result).
+        contenders: pairs refined per index (all pairs when there are fewer).
+        screen_share: share of the budget spent on the screen, in (0, 1).
+
+    Returns:
+        PairInteractions over every cross pair.
+
+    Raises:
+        ValueError: the budget does not buy the 2 contexts a standard error needs in a phase (before any
+            evaluation; the message gives what they cost), or invalid arguments.
+    """
+    modality = _as_modality(modality)
+    indices = check_indices(indices)
+    if not 0 < screen_share < 1:
+        raise ValueError(f"screen_share must lie in (0, 1), got {screen_share}")
+    if contenders < 1:
+        raise ValueError(f"contenders must be >= 1, got {contenders}")
+    screen_contexts, refine_budget = screen_and_refine_plan(modality, evaluations, indices=indices, rg_keep=rg_keep,
+                                                            contenders=contenders, screen_share=screen_share)
+    screen_seed, refine_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+    screen = montecarlo(value, modality, screen_contexts, screen_seed, indices=indices, rg_keep=rg_keep,
+                        max_batch=max_batch, scheme="owen")
+    estimates, used = dict(screen.estimates), screen.evaluations
+    for name in _refined_indices(indices, rg_keep):
+        estimate = screen[name]
+        chosen = torch.nan_to_num(estimate.value, nan=-torch.inf).argsort(descending=True, stable=True)[:contenders]
+        pairs = screen.pairs[chosen]
+        num_contexts = contexts_for_budget(modality, refine_budget, indices=(name,), rg_keep=rg_keep, scheme="owen",
+                                           pairs=pairs)
+        refined = montecarlo(value, modality, num_contexts, refine_seed, indices=(name,), rg_keep=rg_keep,
+                             max_batch=max_batch, scheme="owen", pairs=pairs)
+        used += refined.evaluations
+        fields = {field: getattr(estimate, field).clone() for field in ("value", "se", "samples", "df")}
+        for field, tensor in fields.items():
+            tensor[chosen] = getattr(refined[name], field)
+        mask = torch.zeros(len(screen.pairs), dtype=torch.bool)
+        mask[chosen] = True
+        estimates[name] = Estimate(**fields, refined=mask)
+    return PairInteractions(pairs=screen.pairs, estimates=estimates, evaluations=used, modality=modality)
+
+
+def screen_and_refine_plan(modality, evaluations: int, *, indices: Sequence[str] = DEFAULT_INDICES,
+                           rg_keep: float = 1.0, contenders: int = DEFAULT_CONTENDERS,
+                           screen_share: float = DEFAULT_SCREEN_SHARE) -> tuple[int, int]:
+    """(screen contexts, refinement budget per refined index) of `screen_and_refine`, checked before any
+    evaluation: the refinement budget must buy 2 contexts of the costliest contender layout, 2 * (1 +
+    min(n, 2 * contenders) + contenders) evaluations. Raises ValueError (with the costs) otherwise."""
+    modality = _as_modality(modality)
+    indices = check_indices(indices)
+    screen_contexts = contexts_for_budget(modality, int(screen_share * evaluations), indices=indices,
+                                          rg_keep=rg_keep, scheme="owen")
+    refined = _refined_indices(indices, rg_keep)
+    refine_budget = int((1 - screen_share) * evaluations) // max(len(refined), 1)
+    worst = 2 * (1 + min(len(modality), 2 * contenders) + min(contenders, len(cross_pairs(modality))))
+    if refined and refine_budget < worst:
+        raise ValueError(f"a budget of {evaluations} evaluations leaves {refine_budget} per refined index "
+                         f"({', '.join(refined)}) after the screen, fewer than the {worst} that 2 contexts of "
+                         f"{contenders} contenders can cost")
+    return screen_contexts, refine_budget
+
+
+def _refined_indices(indices: tuple[str, ...], rg_keep: float) -> list[str]:
+    """The indices `screen_and_refine` refines: those whose context distribution is not a point mass (which
+    makes them exact, e.g. RG at rg_keep 0 or 1), asked of each index's own sampler."""
+    settings, pairs = ContextSettings(rg_keep, "owen"), torch.tensor([[0, 1]])
+    return [name for name in indices
+            if not INDICES[name].contexts(2, pairs, 2, settings, torch.Generator().manual_seed(0)).deterministic]
 
 
 @dataclass(frozen=True)
@@ -367,7 +493,7 @@ PILOT_SEEDS = (0, 1, 2, 3)
 
 
 def contexts_for_budget(modality, evaluations: int, *, indices: Sequence[str] = DEFAULT_INDICES, rg_keep: float = 1.0,
-                        scheme: Scheme = "outside") -> int:
+                        scheme: Scheme = "outside", pairs: torch.Tensor | None = None) -> int:
     """The largest `montecarlo` num_contexts whose coalitions, for all `indices` together, fit a budget of
     `evaluations` distinct coalitions, so that a budget means the same cost in every scheme and at every n.
 
@@ -382,23 +508,25 @@ def contexts_for_budget(modality, evaluations: int, *, indices: Sequence[str] = 
     Args:
         modality: int [n], modality id per player (the cost depends on n and on the modality sizes).
         evaluations: budget of coalitions (model evaluations) per game.
-        indices, rg_keep, scheme: as in `montecarlo`.
+        indices, rg_keep, scheme, pairs: as in `montecarlo`.
 
     Raises:
         ValueError: the budget does not buy the 2 contexts a standard error needs (the message gives their
             cost), or invalid arguments.
     """
     modality = _as_modality(modality)
+    pairs = None if pairs is None else tuple(map(tuple, _check_pairs(pairs, modality).tolist()))
     return _contexts_for_budget(tuple(modality.tolist()), int(evaluations), check_indices(indices), float(rg_keep),
-                                scheme)
+                                scheme, pairs)
 
 
 @functools.lru_cache(maxsize=1024)  # the examples of one run share a few player layouts
 def _contexts_for_budget(modality: tuple[int, ...], evaluations: int, indices: tuple[str, ...], rg_keep: float,
-                         scheme: Scheme) -> int:
+                         scheme: Scheme, pairs: tuple[tuple[int, int], ...] | None) -> int:
     def cost(num_contexts: int) -> float:
         return sum(montecarlo(lambda c: torch.zeros(len(c)), torch.tensor(modality), num_contexts, seed,
-                              indices=indices, rg_keep=rg_keep, scheme=scheme).evaluations
+                              indices=indices, rg_keep=rg_keep, scheme=scheme,
+                              pairs=None if pairs is None else torch.tensor(pairs)).evaluations
                    for seed in PILOT_SEEDS) / len(PILOT_SEEDS)
 
     if cost(2) > evaluations:
@@ -593,6 +721,24 @@ def _as_modality(modality) -> torch.Tensor:
             f"modality must be a 1-D integer tensor of modality ids, got {modality.dtype} {tuple(modality.shape)}"
         )
     return modality.long()
+
+
+def _check_pairs(pairs, modality: torch.Tensor) -> torch.Tensor:
+    """`pairs` as int64 [P, 2] after checking that they are distinct cross pairs (i, j), i < j, of the players."""
+    pairs = torch.as_tensor(pairs)
+    n = len(modality)
+    if (pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) == 0 or pairs.dtype.is_floating_point
+            or pairs.dtype == torch.bool):
+        raise ValueError(f"pairs must be a non-empty integer tensor [P, 2], got {pairs.dtype} {tuple(pairs.shape)}")
+    pairs = pairs.long()
+    i, j = pairs.T
+    bad = (i < 0) | (j >= n) | (i >= j)
+    bad[~bad] = modality[i[~bad]] == modality[j[~bad]]
+    if bad.any():
+        raise ValueError(f"pairs must be cross-modal pairs (i, j) with 0 <= i < j < {n}, got {pairs[bad][0].tolist()}")
+    if len(torch.unique(i * n + j)) != len(pairs):
+        raise ValueError("pairs must be distinct")
+    return pairs
 
 
 def _check_common(modality: torch.Tensor, rg_keep: float, max_batch: int) -> None:

@@ -227,6 +227,8 @@ class ProbeParams(PerDataset):
     estimator: str
     evaluations: int  # Monte Carlo budget per example: coalitions evaluated, all indices together
     scheme: str
+    contenders: int  # screen_and_refine: pairs refined per index
+    screen_share: float  # screen_and_refine: share of the budget spent screening every pair
     rg_keep: float
     quantity: str
     indices: list  # names of interaction indices (fli2moe.interactions.INDICES, checked by the probe stage)
@@ -237,7 +239,7 @@ class ProbeParams(PerDataset):
         _optional_positive_int(f"{key}.examples", self.examples)
         if self.candidates != "all":
             _positive_int(f"{key}.candidates", self.candidates)
-        _choice(f"{key}.estimator", self.estimator, ("montecarlo", "exact"))
+        _choice(f"{key}.estimator", self.estimator, ("montecarlo", "screen_and_refine", "exact"))
         if self.estimator == "exact" and self.candidates == "all":
             raise ParamsError(f"{key}.estimator = exact needs a number of {key}.candidates (2^n coalitions)")
         if self.estimator == "exact" and 2 * self.candidates > 16:
@@ -245,6 +247,10 @@ class ProbeParams(PerDataset):
                               f"candidates, {key}.candidates = {self.candidates} per modality gives more")
         _positive_int(f"{key}.evaluations", self.evaluations)  # whether it buys 2 contexts depends on n: the stage
         _choice(f"{key}.scheme", self.scheme, ("outside", "owen"))
+        _positive_int(f"{key}.contenders", self.contenders)
+        if (isinstance(self.screen_share, bool) or not isinstance(self.screen_share, (int, float))
+                or not 0 < self.screen_share < 1):
+            raise ParamsError(f"{key}.screen_share must be a share in (0, 1), got {self.screen_share!r}")
         if isinstance(self.rg_keep, bool) or not isinstance(self.rg_keep, (int, float)) or not 0 <= self.rg_keep <= 1:
             raise ParamsError(f"{key}.rg_keep must be a probability in [0, 1], got {self.rg_keep!r}")
         _choice(f"{key}.quantity", self.quantity, ("logit", "prob"))

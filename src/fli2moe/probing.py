@@ -22,7 +22,6 @@ Parts:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,15 +32,16 @@ import torch
 from torch import Tensor
 
 from fli2moe.faithfulness import seed_example_ci
-from fli2moe.interactions import (DEFAULT_INDICES, INDICES, Estimate, Game, PairInteractions, contexts_for_budget,
-                                   exact, montecarlo)
+from fli2moe.interactions import (DEFAULT_CONTENDERS, DEFAULT_INDICES, DEFAULT_SCREEN_SHARE, INDICES, Estimate, Game,
+                                   PairInteractions, contexts_for_budget, exact, montecarlo, screen_and_refine,
+                                   screen_and_refine_plan)
 from fli2moe.masking import modality_ids
 from fli2moe.task_metrics import SEED_PREFIX
 
 if TYPE_CHECKING:  # only a type: the probes evaluate through the context they are given
     from fli2moe.explaining import ExplanationContext
 
-ESTIMATORS = ("exact", "montecarlo")
+ESTIMATORS = ("exact", "montecarlo", "screen_and_refine")
 PLANTED = {"synergy": "sii", "redundancy": "rg"}  # planted mechanism -> the paper's index that should rank it first
 PRECISION_KS = (1, 5)
 SIGNIFICANCE_Z = 1.96
@@ -166,11 +166,15 @@ def example_seed(seed: int, index: int) -> int:
 
 def contexts_per_example(mask: Tensor, slices: dict[str, slice], candidates_per_modality: int | str, evaluations: int,
                          indices: Sequence[str] = DEFAULT_INDICES, rg_keep: float = 1.0,
-                         scheme: str = "outside", ids: Sequence[str] | None = None) -> list[int]:
+                         scheme: str = "outside", ids: Sequence[str] | None = None, *,
+                         estimator: str = "montecarlo", contenders: int = DEFAULT_CONTENDERS,
+                         screen_share: float = DEFAULT_SCREEN_SHARE) -> list[int]:
     """Monte Carlo contexts per example [N] that a budget of `evaluations` per example buys
-    (`interactions.contexts_for_budget`) for the candidates `select_candidates` gives each example of mask
-    [N, T]: their count per modality does not depend on the attribution, so this runs before any model
-    evaluation, and the same budget buys fewer contexts for an example with more candidates.
+    (`interactions.contexts_for_budget`; for estimator "screen_and_refine", the screen's contexts after
+    checking that the refinement's share buys two, `interactions.screen_and_refine_plan`) for the candidates
+    `select_candidates` gives each example of mask [N, T]: their count per modality does not depend on the
+    attribution, so this runs before any model evaluation, and the same budget buys fewer contexts for an
+    example with more candidates.
 
     Raises:
         ValueError: the budget does not buy two contexts for some example (naming it, by its id in `ids` [N]
@@ -182,7 +186,12 @@ def contexts_per_example(mask: Tensor, slices: dict[str, slice], candidates_per_
         sizes = real if candidates_per_modality == "all" else real.clamp(max=candidates_per_modality)
         modality = torch.repeat_interleave(torch.arange(len(sizes)), sizes)  # [n] as `select_candidates` picks
         try:
-            counts.append(contexts_for_budget(modality, evaluations, indices=indices, rg_keep=rg_keep, scheme=scheme))
+            if estimator == "screen_and_refine":
+                counts.append(screen_and_refine_plan(modality, evaluations, indices=indices, rg_keep=rg_keep,
+                                                     contenders=contenders, screen_share=screen_share)[0])
+            else:
+                counts.append(contexts_for_budget(modality, evaluations, indices=indices, rg_keep=rg_keep,
+                                                  scheme=scheme))
         except ValueError as e:
             raise ValueError(f"example {ids[b]!r}: {e}" if ids is not None else f"example {b}: {e}") from None
     return counts
@@ -191,15 +200,17 @@ def contexts_per_example(mask: Tensor, slices: dict[str, slice], candidates_per_
 def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor, targets: Tensor, maps: Tensor, *,
                    candidates_per_modality: int | str, estimator: str = "montecarlo",
                    indices: Sequence[str] = DEFAULT_INDICES, evaluations: int = 1000, rg_keep: float = 1.0,
-                   scheme: str = "outside", seed: int = 0,
+                   scheme: str = "outside", contenders: int = DEFAULT_CONTENDERS,
+                   screen_share: float = DEFAULT_SCREEN_SHARE, seed: int = 0,
                    example_index: Sequence[int] | None = None) -> list[ProbeResult]:
     """The interaction `indices` (names of `interactions.INDICES`) of the cross-modal candidate pairs of N
     examples, one `ProbeResult` each.
 
     projected [N, T, H], mask [N, T], targets [N, C] bool, maps [N, T] whole-model attributions (they pick
-    the candidates, `select_candidates`). estimator "exact" (2^n evaluations, n <= 16) or "montecarlo"
+    the candidates, `select_candidates`). estimator "exact" (2^n evaluations, n <= 16), "montecarlo"
     (a budget of about `evaluations` coalitions per example for all indices together, `contexts_per_example`;
-    `scheme`, seed `example_seed(seed, index)`); rg_keep as in `interactions`.
+    `scheme`, seed `example_seed(seed, index)`) or "screen_and_refine" (the same budget and seed, owen contexts,
+    `contenders` and `screen_share`: `interactions.screen_and_refine`); rg_keep as in `interactions`.
     `example_index` [N] are the examples' indices in their split (default 0..N-1): they are recorded and
     seed the Monte Carlo draws, so an example gets the same estimate in any batch. Each result's
     `degenerate` says when its game has no meaningful interactions (`game_degeneracy`).
@@ -215,9 +226,10 @@ def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor,
         raise ValueError(f"example_index: {len(example_index)} for {len(projected)} examples")
     slices = context.model.modality_slices
     starts = torch.tensor([s.start for s in slices.values()])  # [M]
-    if estimator == "montecarlo":
+    if estimator != "exact":  # checks every example's budget before any model evaluation
         num_contexts = contexts_per_example(mask, slices, candidates_per_modality, evaluations, indices, rg_keep,
-                                            scheme)
+                                            scheme, estimator=estimator, contenders=contenders,
+                                            screen_share=screen_share)
     results = []
     for b, index in enumerate(example_index):
         candidates = select_candidates(maps[b], mask[b], slices, candidates_per_modality)
@@ -231,6 +243,10 @@ def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor,
         start = time.perf_counter()
         if estimator == "exact":
             interactions = exact(value, modality, indices=indices, rg_keep=rg_keep, max_batch=GAME_CALL_ROWS)
+        elif estimator == "screen_and_refine":
+            interactions = screen_and_refine(value, modality, evaluations, example_seed(seed, index), indices=indices,
+                                             rg_keep=rg_keep, max_batch=GAME_CALL_ROWS, contenders=contenders,
+                                             screen_share=screen_share)
         else:
             interactions = montecarlo(value, modality, num_contexts[b], example_seed(seed, index), indices=indices,
                                       rg_keep=rg_keep, max_batch=GAME_CALL_ROWS, scheme=scheme)
@@ -243,14 +259,15 @@ def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor,
 # --- recovery of the planted pairs (synthetic benchmark) ---------------------------------------------
 
 def planted_pair_recovery(positions, scores: Mapping[str, np.ndarray], planted: Mapping[str, Sequence[int]],
-                          ks: Sequence[int] = PRECISION_KS, errors: Mapping[str, np.ndarray] | None = None) -> dict:
+                          ks: Sequence[int] = PRECISION_KS, errors: Mapping[str, np.ndarray] | None = None,
+                          ranking: Mapping[str, np.ndarray] | None = None) -> dict:
     """How one example's estimates rank its planted pairs.
 
     positions [P, 2]: the estimated cross-modal pairs as (position in modality a, position in modality b);
     scores: {kind: [P] the estimates of the index that ranks the planted pair of that kind} (kind
     "synergy" or "redundancy"; the paper's pairing is `PLANTED`: SII for synergy, RG for redundancy);
-    planted: {kind: (pos_a, pos_b)} for the same kinds. Each kind is ranked by its scores, descending.
-    For each kind the dict holds:
+    planted: {kind: (pos_a, pos_b)} for the same kinds. Each kind is ranked by its scores, descending, or by
+    `ranking` ({kind: [P]}, `Estimate.ranking_score`) when given. For each kind the dict holds:
 
         {kind}_found           the planted pair is among the estimated pairs (both tokens were candidates)
         {kind}_rank            1 + #{pairs ranked above it}, None when not found. Ties count against it:
@@ -269,9 +286,10 @@ def planted_pair_recovery(positions, scores: Mapping[str, np.ndarray], planted: 
     row = {"pairs": len(positions)}
     for kind, pair in planted.items():
         score = np.nan_to_num(np.asarray(scores[kind], dtype=np.float64), nan=-np.inf)
+        order = score if ranking is None else np.nan_to_num(np.asarray(ranking[kind], dtype=np.float64), nan=-np.inf)
         match = (positions == np.asarray(pair, dtype=np.int64)).all(1)
         found = bool(match.any())
-        rank = int((score >= score[match][0]).sum()) if found else None
+        rank = int((order >= order[match][0]).sum()) if found else None
         row[f"{kind}_found"] = found
         row[f"{kind}_rank"] = rank
         row |= {f"{kind}_precision@{k}": found and rank <= k for k in ks}
@@ -280,7 +298,7 @@ def planted_pair_recovery(positions, scores: Mapping[str, np.ndarray], planted: 
             within = None
             if found and rank > 1:
                 se = np.asarray(errors[kind], dtype=np.float64)
-                top = int(score.argmax())
+                top = int(order.argmax())
                 gap = score[top] - score[match][0]
                 within = bool(gap <= SIGNIFICANCE_Z * np.hypot(se[top], se[match][0]))  # NaN compares False
             row[f"{kind}_within_noise"] = within
@@ -344,7 +362,8 @@ def synthetic_recovery(results: Sequence[ProbeResult], ground_truth: dict, scori
         rows.append({"example": result.index, **planted_pair_recovery(
             positions.numpy(), {kind: result.interactions[name].value.numpy() for kind, name in scoring.items()},
             {kind: ground_truth[kind][result.index] for kind in scoring}, ks,
-            {kind: result.interactions[name].se.numpy() for kind, name in scoring.items()})})
+            {kind: result.interactions[name].se.numpy() for kind, name in scoring.items()},
+            {kind: result.interactions[name].ranking_score().numpy() for kind, name in scoring.items()})})
     return rows
 
 
@@ -381,7 +400,9 @@ def significant(estimate: Estimate, level: float = 0.95) -> Tensor:
 def pair_rows(results: Sequence[ProbeResult], ids: Sequence[str], modality_names: Sequence[str]) -> list[dict]:
     """One row per estimated pair: example index and id, both tokens' modality, slot and position within
     its modality (the lower modality id first), then per probed index <name> (in probe order) its value,
-    <name>_se and its 95% t-interval <name>_low, <name>_high (`Estimate.interval`, NaN without one), then every <name>_samples, and `significant` (SII's 95% t-interval excludes 0,
+    <name>_se and its 95% t-interval <name>_low, <name>_high (`Estimate.interval`, NaN without one), then every
+    <name>_samples, <name>_refined for an index `screen_and_refine` refined, and `significant` (SII's 95%
+    t-interval excludes 0,
     `significant`; absent when SII is not probed). ids are indexed by the example index."""
     rows = []
     for result in results:
@@ -400,6 +421,8 @@ def pair_rows(results: Sequence[ProbeResult], ids: Sequence[str], modality_names
                 row |= {name: estimate.value[p].item(), f"{name}_se": estimate.se[p].item(),
                         f"{name}_low": low[p].item(), f"{name}_high": high[p].item()}
             row |= {f"{name}_samples": int(estimate.samples[p]) for name, estimate in pi.estimates.items()}
+            row |= {f"{name}_refined": bool(estimate.refined[p]) for name, estimate in pi.estimates.items()
+                    if estimate.refined is not None}
             rows.append(row | ({"significant": flags[p]} if flags is not None else {}))
     return rows
 
@@ -429,8 +452,8 @@ def probe_metrics(results_by_seed: Sequence[Sequence[ProbeResult]], resamples: i
         per_example = [[example_mean_abs(r.interactions[name].value) for r in per_seed] for per_seed in results_by_seed]
         out[f"mean_abs_{name}"] = seed_example_ci(np.array(per_example), resamples, seed)
     for name in names:
-        pooled = Estimate(*(torch.cat([getattr(r.interactions[name], field.name) for r in results])
-                            for field in dataclasses.fields(Estimate)))
+        pooled = Estimate(*(torch.cat([getattr(r.interactions[name], field) for r in results])
+                            for field in ("value", "se", "samples", "df")))
         tested = ~pooled.interval()[0].isnan()
         share = significant(pooled)[tested].double().mean().item() if tested.any() else None
         out["significant_share" if name == "sii" else f"significant_share_{name}"] = share
@@ -451,12 +474,16 @@ def interaction_tensors(results: Sequence[ProbeResult]) -> dict[str, Tensor]:
         "<name>", "<name>_se"   per probed index (e.g. "sii", "sii_se", "rg", "rg_se"), float64
                                 [N, n_a, n_b]: [b, r, c] is the pair (r-th candidate of modality a, c-th
                                 candidate of modality b) of example b
+        "<name>_ranking"        the same for an index that `screen_and_refine` refined: its
+                                `Estimate.ranking_score`, by which the ablation ranks the pairs
         "slots_a", "slots_b"    int64 [N, n_a], [N, n_b]: the candidates' token slots
         "index"                 int64 [N]: the examples' indices in their split
     """
     names = list(results[0].interactions.estimates)
     matrices = {f"{name}{suffix}": [r.interactions.matrix(name, field) for r in results]
                 for name in names for suffix, field in (("", "value"), ("_se", "se"))}
+    matrices |= {f"{name}_ranking": [r.interactions.matrix(name, "ranking_score") for r in results]
+                 for name in names if results[0].interactions[name].refined is not None}
     n_a = max(m.shape[0] for m in matrices[names[0]])
     n_b = max(m.shape[1] for m in matrices[names[0]])
     out = {}
