@@ -371,7 +371,7 @@ def montecarlo(
 
 
 DEFAULT_CONTENDERS = 32
-DEFAULT_SCREEN_SHARE = 0.5
+DEFAULT_SCREEN_SHARE = 0.6
 
 
 def screen_and_refine(
@@ -393,8 +393,9 @@ def screen_and_refine(
     1. Screen: `montecarlo` ("owen") of every cross pair at a budget of `screen_share * evaluations`
        (`contexts_for_budget`). An owen context costs 1 + n + P evaluations and gives every pair one sample.
     2. Refine: for every sampled index (not one that is exact, as RG at rg_keep 0 or 1), the `contenders` pairs with
-       the largest screened estimates (NaN last) get `montecarlo` contexts restricted to them (`pairs`), at an
-       equal share of the other `(1 - screen_share) * evaluations`: a context then costs at most
+       the largest screened estimates (NaN last) get `montecarlo` contexts restricted to them (`pairs`), as many
+       as fit an equal share of the other `(1 - screen_share) * evaluations`: a context T costs the coalitions
+       T, T xor i per player of the contenders and T xor i xor j per contender, at most
        1 + min(n, 2 * contenders) + contenders evaluations, so the contenders get many more samples.
 
     A contender's value, SE, samples and df are the refinement's alone. Its contexts are drawn after the
@@ -406,8 +407,9 @@ def screen_and_refine(
 
     Args:
         value, modality, indices, rg_keep, max_batch: as in `montecarlo`.
-        evaluations: budget of coalitions for both phases together (each uses its share on average, as in
-            `contexts_for_budget`; `PairInteractions.evaluations` reports what they used).
+        evaluations: budget of coalitions for both phases together (the screen uses its share on average, as
+            in `contexts_for_budget`, the refinement at most its share; `PairInteractions.evaluations` reports
+            what they used).
         seed: seed of both phases' draws (same seed -> same result).
         contenders: pairs refined per index (all pairs when there are fewer).
         screen_share: share of the budget spent on the screen, in (0, 1).
@@ -435,8 +437,9 @@ def screen_and_refine(
         estimate = screen[name]
         chosen = torch.nan_to_num(estimate.value, nan=-torch.inf).argsort(descending=True, stable=True)[:contenders]
         pairs = screen.pairs[chosen]
-        num_contexts = contexts_for_budget(modality, refine_budget, indices=(name,), rg_keep=rg_keep, scheme="owen",
-                                           pairs=pairs)
+        # An owen context T costs exactly T, T xor i per player and T xor i xor j per pair (fewer when two
+        # coincide), so this count fits the budget without pilot draws.
+        num_contexts = refine_budget // (1 + len(torch.unique(pairs)) + len(pairs))
         refined = montecarlo(value, modality, num_contexts, refine_seed, indices=(name,), rg_keep=rg_keep,
                              max_batch=max_batch, scheme="owen", pairs=pairs)
         used += refined.evaluations
