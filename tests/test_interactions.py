@@ -362,9 +362,11 @@ def test_screen_and_refine_intervals_of_the_contenders_are_calibrated():
         chosen = sii.refined
         hits.append((low[chosen] <= truth[chosen]) & (truth[chosen] <= high[chosen]))
         errors.append(sii.value[chosen] - truth[chosen])
-        contexts, _ = screen_and_refine_plan(modality, 1200, indices=("sii",), contenders=6)
+        contexts, refine_budget = screen_and_refine_plan(modality, 1200, indices=("sii",), contenders=6)
         screen_seed = int(np.random.SeedSequence(seed).generate_state(2)[0])
-        screen = montecarlo(game, modality, contexts, screen_seed, indices=("sii",), scheme="owen")["sii"]
+        screened = montecarlo(game, modality, contexts, screen_seed, indices=("sii",), scheme="owen")
+        assert result.evaluations - screened.evaluations <= refine_budget  # the refinement never overspends
+        screen = screened["sii"]
         assert torch.equal(screen.value[~chosen], sii.value[~chosen])  # the others keep their screen estimate
         screen_errors.append(screen.value[chosen] - truth[chosen])
     coverage = torch.cat(hits).double().mean().item()

@@ -496,7 +496,7 @@ PILOT_SEEDS = (0, 1, 2, 3)
 
 
 def contexts_for_budget(modality, evaluations: int, *, indices: Sequence[str] = DEFAULT_INDICES, rg_keep: float = 1.0,
-                        scheme: Scheme = "outside", pairs: torch.Tensor | None = None) -> int:
+                        scheme: Scheme = "outside") -> int:
     """The largest `montecarlo` num_contexts whose coalitions, for all `indices` together, fit a budget of
     `evaluations` distinct coalitions, so that a budget means the same cost in every scheme and at every n.
 
@@ -511,25 +511,23 @@ def contexts_for_budget(modality, evaluations: int, *, indices: Sequence[str] = 
     Args:
         modality: int [n], modality id per player (the cost depends on n and on the modality sizes).
         evaluations: budget of coalitions (model evaluations) per game.
-        indices, rg_keep, scheme, pairs: as in `montecarlo`.
+        indices, rg_keep, scheme: as in `montecarlo`.
 
     Raises:
         ValueError: the budget does not buy the 2 contexts a standard error needs (the message gives their
             cost), or invalid arguments.
     """
     modality = _as_modality(modality)
-    pairs = None if pairs is None else tuple(map(tuple, _check_pairs(pairs, modality).tolist()))
     return _contexts_for_budget(tuple(modality.tolist()), int(evaluations), check_indices(indices), float(rg_keep),
-                                scheme, pairs)
+                                scheme)
 
 
 @functools.lru_cache(maxsize=1024)  # the examples of one run share a few player layouts
 def _contexts_for_budget(modality: tuple[int, ...], evaluations: int, indices: tuple[str, ...], rg_keep: float,
-                         scheme: Scheme, pairs: tuple[tuple[int, int], ...] | None) -> int:
+                         scheme: Scheme) -> int:
     def cost(num_contexts: int) -> float:
         return sum(montecarlo(lambda c: torch.zeros(len(c)), torch.tensor(modality), num_contexts, seed,
-                              indices=indices, rg_keep=rg_keep, scheme=scheme,
-                              pairs=None if pairs is None else torch.tensor(pairs)).evaluations
+                              indices=indices, rg_keep=rg_keep, scheme=scheme).evaluations
                    for seed in PILOT_SEEDS) / len(PILOT_SEEDS)
 
     if cost(2) > evaluations:
