@@ -6,6 +6,14 @@ Part (b) compares `fli2moe.interactions.montecarlo` with shapiq's SII approximat
 budgets of model evaluations, on one fixed random game with exact SII as the reference, at two sizes:
 n = 14, where 8000 evaluations are half of the 2^14 coalitions (the regime of regression estimators
 such as KernelSHAP-IQ), and n = 20, where they are 0.8% of them (closer to a probe of many tokens).
+Part (c) compares the two Monte Carlo schemes at equal evaluations (`contexts_for_budget`) on the real
+probe games of the trained models (the default run's checkpoints and attribution maps), exact SII as the
+reference: error, top-pair agreement and the coverage of the 95% intervals (`Estimate.interval`). It
+decides `probe.scheme`'s default. `--real` runs part (c) only.
+Part (d) is part (b) at the size of an all-token ENRICO probe, n = 64 (1024 cross pairs), on shapiq's
+sum-of-unanimity games with known SII, with shapiq's sparse approximators (SPEX, ProxySPEX) as well: MAE,
+Spearman's rho and precision of the top 10, wall time and overhead beyond the game calls. `--large` runs
+part (d) only.
 """
 
 from __future__ import annotations
@@ -17,12 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from shapiq import SVARMIQ, KernelSHAPIQ, PermutationSamplingSII
+from safetensors.torch import load_file
+from scipy.stats import spearmanr
+from shapiq import SPEX, SVARMIQ, KernelSHAPIQ, PermutationSamplingSII, ProxySPEX
+from shapiq_games.synthetic import SOUM
 
 from fli2moe.attribution import attribute
-from fli2moe.explaining import ExplanationContext
+from fli2moe.explaining import ExplanationContext, explained_examples, seed_folder
 from fli2moe.features import load_split_tensors, read_manifest
-from fli2moe.interactions import exact, montecarlo
+from fli2moe.interactions import contexts_for_budget, cross_pairs, exact, montecarlo, screen_and_refine
 from fli2moe.masking import remove_tokens, target_labels, target_score
 from fli2moe.models import build_model
 from fli2moe.params import load_params
@@ -148,20 +159,121 @@ def mlp_game(n: int, seed: int):
     return lambda coalitions: torch.tanh(coalitions.double() @ w1 + b1) @ w2
 
 
-def contexts_for_budget(modality: torch.Tensor, budget: int, seed: int, scheme: str) -> int:
-    """Largest num_contexts whose evaluations (SII + RG) fit the budget. The count depends on the
-    sampled contexts only, not on the game's values, so a zero game finds it at no model cost."""
-    zero = lambda coalitions: torch.zeros(len(coalitions))  # noqa: E731
-    low, high = 2, 2
-    while montecarlo(zero, modality, high, seed, scheme=scheme).evaluations <= budget:
-        low, high = high, 2 * high
-    while high - low > 1:
-        mid = (low + high) // 2
-        if montecarlo(zero, modality, mid, seed, scheme=scheme).evaluations <= budget:
-            low = mid
-        else:
-            high = mid
-    return low
+def shapiq_approximators(n: int, large: bool) -> dict:
+    """shapiq's SII approximators by name, each a function of the seed. They estimate every pair (and,
+    unless top_order, every player); top_order=True where available so that the whole budget goes to the
+    order-2 SII. `large` (n = 64) adds SPEX and ProxySPEX (sparse Fourier decoders, ProxySPEX with a
+    LightGBM proxy), which are meant for many players, and leaves out SVARM-IQ: at n = 64 and 4000
+    evaluations it spent 205 s beyond the game calls and was 100x less accurate than the others (MAE 0.75
+    against 0.005-0.08 on the low-order game)."""
+    methods = {
+        "shapiq PermutationSamplingSII": lambda seed: PermutationSamplingSII(
+            n, max_order=2, index="SII", top_order=True, random_state=seed
+        ),
+        "shapiq KernelSHAPIQ": lambda seed: KernelSHAPIQ(n, max_order=2, index="SII", random_state=seed),
+    }
+    if large:
+        methods["shapiq SPEX"] = lambda seed: SPEX(n=n, index="SII", max_order=2, random_state=seed)
+        methods["shapiq ProxySPEX"] = lambda seed: ProxySPEX(n=n, index="SII", max_order=2, random_state=seed)
+    else:
+        methods["shapiq SVARMIQ"] = lambda seed: SVARMIQ(n, max_order=2, index="SII", top_order=True,
+                                                         random_state=seed)
+    return methods
+
+
+def precision_at(estimate: torch.Tensor, truth: torch.Tensor, k: int) -> float:
+    """Share of the k largest pairs by exact SII among the estimate's k largest (a NaN estimate ranks last)."""
+    top = set(torch.nan_to_num(estimate, nan=-torch.inf).argsort(descending=True)[:k].tolist())
+    return len(top & set(truth.argsort(descending=True)[:k].tolist())) / k
+
+
+def compare_estimators(value, modality: torch.Tensor, truth: torch.Tensor, budgets, seeds, shapiq_methods: dict):
+    """Every estimator at equal budgets of evaluations on one game with known SII; prints a table and a summary.
+
+    value: bool [C, n] -> float [C], the game. truth: float [P] exact SII of `cross_pairs(modality)`.
+    Per estimator and budget, means over `seeds`: evaluations used, MAE over the cross pairs (pairs with an
+    estimate), Spearman's rho and precision of the top 10 by SII against exact, pairs with no estimate (NaN),
+    wall time and overhead (wall time less the time spent inside the game). The ranking is by signed SII,
+    as the probe ranks synergy (`screen_and_refine`: its `ranking_score`, refined pairs first).
+    """
+    pairs = [tuple(p) for p in cross_pairs(modality).tolist()]
+    game_seconds = [0.0]
+
+    def timed(coalitions: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = value(coalitions)
+        game_seconds[0] += time.perf_counter() - start
+        return out
+
+    def numpy_game(coalitions: np.ndarray) -> np.ndarray:  # shapiq's game interface, counted
+        coalitions = np.atleast_2d(coalitions)
+        calls.append(len(coalitions))
+        return timed(torch.as_tensor(coalitions, dtype=torch.bool)).numpy()
+
+    def run_ours(scheme: str, budget: int, seed: int):
+        num_contexts = contexts_for_budget(modality, budget, indices=("sii",), scheme=scheme)
+        result = montecarlo(timed, modality, num_contexts, seed, indices=("sii",), scheme=scheme)
+        return result["sii"].value, result["sii"].value, result.evaluations
+
+    def run_screen_and_refine(budget: int, seed: int):
+        result = screen_and_refine(timed, modality, budget, seed, indices=("sii",))
+        return result["sii"].ranking_score(), result["sii"].value, result.evaluations
+
+    calls: list[int] = []
+
+    def run_shapiq(name: str, budget: int, seed: int):
+        calls.clear()
+        values = shapiq_methods[name](seed).approximate(budget, numpy_game)
+        estimate = torch.tensor([values[p] for p in pairs], dtype=torch.float64)
+        return estimate, estimate, sum(calls)
+
+    runners = {f"montecarlo scheme={s}": (lambda b, sd, s=s: run_ours(s, b, sd)) for s in SCHEMES}
+    runners["screen_and_refine"] = run_screen_and_refine
+    runners |= {name: (lambda b, sd, name=name: run_shapiq(name, b, sd)) for name in shapiq_methods}
+    header = (f"{'budget':>6}  {'method':<30} {'evals':>7} {'MAE':>8} {'Spearman':>8} {'P@10':>5} {'NaN pairs':>9} "
+              f"{'time s':>7} {'overhead s':>10}")
+    print(header)
+    print("-" * len(header))
+    summary = []
+    for budget in budgets:
+        rows = {}
+        for name, run in runners.items():
+            errors, rho, top, evaluations, times, overheads, missing = [], [], [], [], [], [], []
+            for seed in seeds:
+                game_seconds[0] = 0.0
+                start = time.perf_counter()
+                try:
+                    ranking, estimate, used = run(budget, seed)
+                except ValueError:  # the budget does not buy this estimator's two contexts at this n
+                    break
+                elapsed = time.perf_counter() - start
+                finite = torch.isfinite(estimate)
+                errors.append((estimate - truth)[finite].abs().mean().item())
+                rho.append(spearmanr(estimate[finite], truth[finite]).statistic)
+                top.append(precision_at(ranking, truth, 10))
+                missing.append(int((~finite).sum()))
+                evaluations.append(used)
+                times.append(elapsed)
+                overheads.append(elapsed - game_seconds[0])
+            if not errors:
+                print(f"{budget:>6}  {name:<30} budget too small for two contexts")
+                continue
+            rows[name] = (np.mean(errors), np.mean(top), np.mean(overheads))
+            print(f"{budget:>6}  {name:<30} {np.mean(evaluations):>7.0f} {np.mean(errors):>8.4f} {np.mean(rho):>8.3f} "
+                  f"{np.mean(top):>5.2f} {np.mean(missing):>9.1f} {np.mean(times):>7.2f} {np.mean(overheads):>10.2f}")
+        shapiq_rows = [k for k in rows if k.startswith("shapiq")]
+        best_mae = min(shapiq_rows, key=lambda k: rows[k][0])
+        best_top = max(shapiq_rows, key=lambda k: rows[k][1])
+        for name in (k for k in rows if not k.startswith("shapiq")):
+            ours = rows[name]
+            summary.append((budget, name.removeprefix("montecarlo "), ours[0] / rows[best_mae][0], best_mae,
+                            ours[1] - rows[best_top][1], best_top))
+        print()
+
+    print(f"{'budget':>6}  {'ours':<22} {'MAE / best shapiq MAE':>22}  {'by':<22} {'P@10 - best shapiq P@10':>24}  by")
+    for budget, name, error_ratio, best_mae, top_gain, best_top in summary:
+        print(f"{budget:>6}  {name:<22} {error_ratio:>22.2f}  {best_mae.removeprefix('shapiq '):<22} "
+              f"{top_gain:>+24.2f}  {best_top.removeprefix('shapiq ')}")
 
 
 def part_b_estimators(per_modality: int) -> None:
@@ -172,86 +284,120 @@ def part_b_estimators(per_modality: int) -> None:
     modality = torch.tensor([0] * per_modality + [1] * per_modality)
     n = len(modality)
     value = mlp_game(n, seed=0)
-
-    def numpy_game(coalitions: np.ndarray) -> np.ndarray:  # shapiq's game interface
-        return value(torch.as_tensor(np.atleast_2d(coalitions), dtype=torch.bool)).numpy()
-
     truth = exact(value, modality, max_players=n)  # the MLP game is cheap: 2^20 evaluations take a second
-    pairs = [tuple(p) for p in truth.pairs.tolist()]
     print(
-        f"part (b) estimators: n={n} ({per_modality}+{per_modality}), {len(pairs)} cross pairs, "
-        f"MLP game, mean |SII| = {truth['sii'].value.abs().mean():.4f}; MAE over cross pairs vs exact, "
-        f"mean over seeds {SEEDS}"
+        f"part (b) estimators: n={n} ({per_modality}+{per_modality}), {len(truth.pairs)} cross pairs, "
+        f"MLP game, mean |SII| = {truth['sii'].value.abs().mean():.4f}; means over seeds {SEEDS}"
     )
+    compare_estimators(value, modality, truth["sii"].value, BUDGETS, SEEDS, shapiq_approximators(n, large=False))
 
-    # shapiq estimates every pair (and, unless top_order, every player); top_order=True where
-    # available so that its whole budget goes to the order-2 SII.
-    shapiq_methods = {
-        "shapiq PermutationSamplingSII": lambda seed: PermutationSamplingSII(
-            n, max_order=2, index="SII", top_order=True, random_state=seed
-        ),
-        "shapiq SVARMIQ": lambda seed: SVARMIQ(n, max_order=2, index="SII", top_order=True, random_state=seed),
-        "shapiq KernelSHAPIQ": lambda seed: KernelSHAPIQ(n, max_order=2, index="SII", random_state=seed),
-    }
 
-    def run_ours(scheme: str, budget: int, seed: int):
-        num_contexts = contexts_for_budget(modality, budget, seed, scheme)
-        start = time.perf_counter()
-        result = montecarlo(value, modality, num_contexts, seed, scheme=scheme)
-        elapsed = time.perf_counter() - start
-        return result["sii"].value, result.evaluations, elapsed
+SOUM_GAMES = {  # name: (n_basis_games, min and max interaction size), as in shapiq's SOUM benchmarks
+    "low-order": (100, 1, 3),
+    "wide": (50, 1, 12),
+}
+LARGE_PER_MODALITY = 32  # n = 64: ENRICO's 32 + 32 tokens, 1024 cross pairs
+LARGE_BUDGETS = (4000, 8000)  # owen needs 2178 for its 2 contexts at n = 64
+LARGE_SEEDS = (0, 1, 2)
 
-    def run_shapiq(name: str, budget: int, seed: int):
-        calls = []
 
-        def counted(coalitions: np.ndarray) -> np.ndarray:
-            calls.append(len(np.atleast_2d(coalitions)))
-            return numpy_game(coalitions)
-
-        start = time.perf_counter()
-        values = shapiq_methods[name](seed).approximate(budget, counted)
-        elapsed = time.perf_counter() - start
-        return torch.tensor([values[p] for p in pairs], dtype=torch.float64), sum(calls), elapsed
-
-    header = f"{'budget':>6}  {'method':<30} {'evals':>7} {'MAE':>8} {'NaN pairs':>9} {'time ms':>8}"
-    print(header)
-    print("-" * len(header))
-    summary = []
-    for budget in BUDGETS:
-        rows = {}
-        runners = {f"montecarlo scheme={s}": (lambda b, sd, s=s: run_ours(s, b, sd)) for s in SCHEMES}
-        runners |= {name: (lambda b, sd, name=name: run_shapiq(name, b, sd)) for name in shapiq_methods}
-        for name, run in runners.items():
-            errors, evaluations, times, missing = [], [], [], []
-            for seed in SEEDS:
-                estimate, used, elapsed = run(budget, seed)
-                finite = torch.isfinite(estimate)
-                errors.append((estimate - truth["sii"].value)[finite].abs().mean().item())
-                missing.append(int((~finite).sum()))
-                evaluations.append(used)
-                times.append(elapsed)
-            rows[name] = (np.mean(errors), np.mean(times))
-            print(
-                f"{budget:>6}  {name:<30} {np.mean(evaluations):>7.0f} {np.mean(errors):>8.4f} "
-                f"{np.mean(missing):>9.1f} {1000 * np.mean(times):>8.1f}"
-            )
-        best = min((k for k in rows if k.startswith("shapiq")), key=lambda k: rows[k][0])
-        for scheme in SCHEMES:
-            ours = rows[f"montecarlo scheme={scheme}"]
-            summary.append((budget, scheme, ours[0] / rows[best][0], rows[best][1] / ours[1], best))
+def part_d_large_games() -> None:
+    """Every estimator at n = 64 (two modalities of 32) on shapiq's sum-of-unanimity games, whose SII is
+    known in closed form from their Moebius coefficients (`SOUM.exact_values`)."""
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", category=UserWarning, module="shapiq")
+    modality = torch.tensor([0] * LARGE_PER_MODALITY + [1] * LARGE_PER_MODALITY)
+    n = len(modality)
+    for name, (basis, low, high) in SOUM_GAMES.items():
+        game = SOUM(n, basis, min_interaction_size=low, max_interaction_size=high, random_state=0)
+        exact_sii = game.exact_values(index="SII", order=2)
+        truth = torch.tensor([exact_sii[tuple(p)] for p in cross_pairs(modality).tolist()], dtype=torch.float64)
+        value = lambda coalitions, game=game: torch.as_tensor(game.value_function(coalitions.numpy()))  # noqa: E731
+        print(f"part (d) estimators: n={n} ({LARGE_PER_MODALITY}+{LARGE_PER_MODALITY}), {len(truth)} cross pairs, "
+              f"SOUM '{name}' ({basis} unanimity games of size {low}-{high}), mean |SII| = "
+              f"{truth.abs().mean():.4f}, {int((truth != 0).sum())} pairs with SII != 0; means over seeds {LARGE_SEEDS}")
+        compare_estimators(value, modality, truth, LARGE_BUDGETS, LARGE_SEEDS, shapiq_approximators(n, large=True))
         print()
 
-    print(f"{'budget':>6}  {'scheme':<8} {'our MAE / best shapiq MAE':>26} {'shapiq time / our time':>23}  best shapiq")
-    for budget, scheme, error_ratio, time_ratio, best in summary:
-        print(f"{budget:>6}  {scheme:<8} {error_ratio:>26.2f} {time_ratio:>23.2f}  {best.removeprefix('shapiq ')}")
+
+REAL_GAMES = (("enrico", "fl_i2moe", 6, 8), ("synthetic", "fl_i2moe", "all", 3))  # dataset, model, candidates, examples
+REAL_BUDGETS = (500, 1000, 2000)
+REAL_SEEDS = tuple(range(10))
+
+
+def exhaustive_game(game, n: int):
+    """v of all 2^n coalitions evaluated once (coalition k holds player p iff bit p of k is set), and a
+    game that reads them back: every estimator then costs no model time and sees the same values."""
+    members = ((torch.arange(2**n)[:, None] >> torch.arange(n)) & 1).bool()
+    table = torch.cat([game(chunk).double() for chunk in members.split(1 << 14)])
+    return lambda coalitions: table[(coalitions.long() << torch.arange(n)).sum(dim=1)]
+
+
+def part_c_real_games() -> None:
+    """SII of the real probe games by each scheme at equal evaluations, against exact SII.
+
+    For each of REAL_GAMES (the seed-0 model of the default run, its first test examples, the default
+    candidates), every scheme and budget of REAL_BUDGETS (SII and RG together, as the probe stage spends
+    them) over REAL_SEEDS Monte Carlo seeds: evaluations used, relative error (mean |error| / mean |SII|
+    over pairs and runs), top-1 (the estimate's top pair is the exact top pair), coverage (exact SII inside
+    the 95% t-interval, over pairs that have one) and the share of pairs with no interval.
+    """
+    torch.set_num_threads(1)
+    params = load_params(REPO / "params.yaml")
+    print(f"{'game':<22} {'scheme':<8} {'budget':>6} {'evals':>6} {'rel. error':>10} {'top-1':>6} "
+          f"{'coverage':>8} {'no CI':>6}")
+    for dataset, model_name, per_modality, examples in REAL_GAMES:
+        maps = REPO / "results" / "attribution" / f"{dataset}-{model_name}"
+        if not (maps / "skipped.json").exists():
+            print(f"{dataset}-{model_name}: no attribution maps (run `dvc repro attribute@{dataset}-{model_name}`)")
+            continue
+        ex = explained_examples(dataset, model_name, params.explain, examples, 0, str(REPO / "features"),
+                                str(REPO / "checkpoints"))
+        whole = load_file(seed_folder(maps, 0) / "maps.safetensors")
+        rows = {int(index): row for row, index in enumerate(whole["index"].tolist())}
+        context = ex.context(params.probe.quantity, params.explain.max_batch)
+        games = []
+        for b, index in enumerate(ex.index.tolist()):
+            candidates = select_candidates(whole["whole"][rows[index]], ex.mask[b], ex.model.modality_slices,
+                                           per_modality)
+            game, modality = coalition_game(context, ex.projected[b], ex.mask[b], ex.target[b], candidates)
+            table = exhaustive_game(game, len(candidates))
+            games.append((table, modality, exact(table, modality, indices=("sii",))["sii"].value))
+        for scheme in ("outside", "owen"):
+            for budget in REAL_BUDGETS:
+                used, errors, scale, top, covered, no_ci = [], [], [], [], [], []
+                for table, modality, truth in games:
+                    m = contexts_for_budget(modality, budget, scheme=scheme)
+                    for seed in REAL_SEEDS:
+                        result = montecarlo(table, modality, m, seed, scheme=scheme)
+                        sii = result["sii"]
+                        low, high = sii.interval()
+                        has = ~low.isnan()
+                        used.append(result.evaluations)
+                        errors.append((sii.value - truth).abs().nanmean().item())
+                        scale.append(truth.abs().mean().item())
+                        top.append(int(torch.nan_to_num(sii.value, nan=-torch.inf).argmax()) == int(truth.argmax()))
+                        covered.append(((low <= truth) & (truth <= high))[has].double().mean().item())
+                        no_ci.append((~has).double().mean().item())
+                print(f"{dataset + '-' + model_name:<22} {scheme:<8} {budget:>6} {np.mean(used):>6.0f} "
+                      f"{np.mean(errors) / np.mean(scale):>10.3f} {np.mean(top):>6.2f} {np.mean(covered):>8.3f} "
+                      f"{np.mean(no_ci):>6.3f}")
 
 
 def main() -> None:
+    if "--real" in sys.argv:
+        part_c_real_games()
+        return
+    if "--large" in sys.argv:
+        part_d_large_games()
+        return
     part_a_coalition_engine()
     if "--engine" not in sys.argv:
         for per_modality in GAME_SIZES:
             part_b_estimators(per_modality)
             print()
+        part_c_real_games()
+        part_d_large_games()
 
 
 if __name__ == "__main__":
