@@ -338,8 +338,8 @@ def part_c_real_games() -> None:
 
     For each of REAL_GAMES (the seed-0 model of the default run, its first test examples, the default
     candidates), every scheme and budget of REAL_BUDGETS (SII and RG together, as the probe stage spends
-    them) over REAL_SEEDS Monte Carlo seeds: evaluations used, relative error (mean |error| / mean |SII|
-    over pairs and runs), top-1 (the estimate's top pair is the exact top pair), coverage (exact SII inside
+    them) over REAL_SEEDS Monte Carlo seeds: evaluations used, relative error (mean |error| over the pairs
+    with an estimate / mean |SII|, over runs; "no CI" counts the pairs without one), top-1 (the estimate's top pair is the exact top pair), coverage (exact SII inside
     the 95% t-interval, over pairs that have one) and the share of pairs with no interval.
     """
     torch.set_num_threads(1)
