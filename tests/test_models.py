@@ -25,21 +25,24 @@ from fli2moe.models import (
 MODALITIES = [ModalitySpec("a", dim=5, tokens=3), ModalitySpec("b", dim=4, tokens=4)]
 FUSION = dict(modalities=MODALITIES, num_classes=3, hidden=8, layers=2, heads=2, mlp_ratio=2, dropout=0.0)
 LENGTHS = {"a": [3, 2, 1, 3], "b": [4, 1, 3, 2]}  # real tokens per example; the rest is padding
-MODEL_NAMES = ["fl_i2moe", "moe_plain", "dense"]
+# "<registered name>:<variant>": a registered model with the options of VARIANTS[variant]
+VARIANTS = {"i2moe": dict(router_input="encoder", router_activation="relu", router_dropout=0.5, expert_init="shared")}
+MODEL_NAMES = ["fl_i2moe", "moe_plain", "dense", "fl_i2moe:i2moe"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config_for(name: str, **overrides):
+    name, _, variant = name.partition(":")
     if name == "dense":
         return DenseConfig(**{**FUSION, **overrides})
-    return FLI2MoEConfig(**{**FUSION, "num_experts": 4, "router_hidden": 8, **overrides})
+    return FLI2MoEConfig(**{**FUSION, "num_experts": 4, "router_hidden": 8, **VARIANTS.get(variant, {}), **overrides})
 
 
 def make_model(name: str, **overrides):
     torch.manual_seed(0)
-    return build_model(name, config_for(name, **overrides)).eval()
+    return build_model(name.partition(":")[0], config_for(name, **overrides)).eval()
 
 
 def make_batch(seed: int = 1):
@@ -134,7 +137,7 @@ def test_padded_tokens_change_no_output(name):
     assert torch.equal(loss, model.interaction_loss(projected, mask_cat, reference, generator=g2))
 
 
-@pytest.mark.parametrize("name", ["fl_i2moe", "dense"])
+@pytest.mark.parametrize("name", ["fl_i2moe", "dense", "fl_i2moe:i2moe"])
 def test_an_example_without_real_tokens_gives_no_nan(name):
     model = make_model(name)
     tokens, mask = make_batch()
@@ -167,7 +170,7 @@ def test_roster_for_m_plus_two_and_five_experts():
 
 # --- every expert uses every modality ----------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["fl_i2moe", "dense"])
+@pytest.mark.parametrize("name", ["fl_i2moe", "dense", "fl_i2moe:i2moe"])
 def test_every_expert_depends_on_every_modality(name):
     model = make_model(name)
     tokens, mask = make_batch()
@@ -283,7 +286,7 @@ def test_config_round_trips_through_json_and_weights_through_safetensors(name, t
     assert type(model.config).from_dict(saved) == model.config
     save_file(model.state_dict(), tmp_path / "model.safetensors")
     torch.manual_seed(123)
-    reloaded = build_model(name, saved).eval()
+    reloaded = build_model(name.partition(":")[0], saved).eval()
     reloaded.load_state_dict(load_file(tmp_path / "model.safetensors"))
     tokens, mask = make_batch()
     assert torch.equal(model.forward_tokens(tokens, mask).logits, reloaded.forward_tokens(tokens, mask).logits)
@@ -308,6 +311,10 @@ def test_moe_plain_forces_lambda_zero_without_touching_the_config():
     (dict(interaction_on="z"), "moe.interaction_on"),
     (dict(tau=0.0), "moe.tau"),
     (dict(lambda_int=-1.0), "moe.lambda_int"),
+    (dict(router_input="tokens"), "moe.router_input"),
+    (dict(router_activation="tanh"), "moe.router_activation"),
+    (dict(router_dropout=1.0), "moe.router_dropout"),
+    (dict(expert_init="copied"), "moe.expert_init"),
     (dict(modalities=[ModalitySpec("a", 5, 0), ModalitySpec("b", 4, 4)]), r"modalities\[0\]\.tokens"),
 ])
 def test_invalid_configs_name_the_field(overrides, key):
@@ -335,3 +342,102 @@ def test_dense_has_one_expert_with_weight_one_and_fewer_parameters():
     expert = num_parameters(moe.experts[0])
     assert num_parameters(model) == num_parameters(model.front) + expert
     assert num_parameters(moe) == num_parameters(moe.front) + 4 * expert + num_parameters(moe.router)
+
+
+# --- I2MoE-faithful options (issue 16) ----------------------------------------------------------------
+
+def expert_states(model) -> list[dict]:
+    return [expert.state_dict() for expert in model.experts]
+
+
+def test_shared_init_gives_identical_experts_before_the_first_step_and_independent_does_not():
+    shared, independent = expert_states(make_model("fl_i2moe", expert_init="shared")), \
+        expert_states(make_model("fl_i2moe"))
+    assert all(torch.equal(shared[0][k], other[k]) for other in shared[1:] for k in shared[0])
+    assert all(not torch.equal(independent[0][k], other[k]) for other in independent[1:]
+               for k in independent[0] if k.endswith("weight") and "ln" not in k)
+    # copies, not one shared module: a step moves each expert by its own gradient
+    model = make_model("fl_i2moe", expert_init="shared").train()
+    tokens, mask = make_batch()
+    projected, mask_cat = model.project(tokens), model.concat_mask(mask)
+    out = model(projected, mask_cat)
+    (out.logits.logsumexp(-1).mean() + model.interaction_loss(projected, mask_cat, out)).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    after = expert_states(model)
+    assert not torch.equal(after[0]["head.weight"], after[2]["head.weight"])
+
+
+def i2moe_routing(model, tokens: dict, mask: dict) -> torch.Tensor:
+    """I2MoE's MLPReWeighting written out on the raw encoder tokens: softmax(W2 act(W1 concat_m mean_m x + b1)
+    + b2) / tau), W1 the side maps side by side (the first layer of an MLP over the concatenated means)."""
+    means = [(tokens[m].masked_fill(~mask[m][..., None], 0).sum(1) / mask[m].sum(1, keepdim=True).clamp(min=1))
+             for m in model.config.modality_names]  # M x [B, D_m]
+    w1 = torch.cat([side.weight for side in model.front.side_projections], 1)  # [R, sum D_m]
+    hidden = model.router[1](torch.cat(means, 1) @ w1.T + model.router_bias)
+    return torch.softmax(model.router[2](hidden) / model.config.tau, -1)
+
+
+def test_encoder_router_is_i2moe_mlp_on_the_encoder_token_means_and_ignores_the_projection():
+    model = make_model("fl_i2moe:i2moe")
+    tokens, mask = make_batch()
+    before = model.forward_tokens(tokens, mask)
+    weights = before.weights
+    torch.testing.assert_close(weights, i2moe_routing(model, tokens, mask), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        for projection in model.front.projections:  # the experts' projection: the router must not read it
+            projection.weight.mul_(-3.0).add_(1.0)
+            projection.bias.add_(2.0)
+    moved = model.forward_tokens(tokens, mask)
+    assert torch.equal(moved.weights, weights)
+    assert not torch.allclose(moved.expert_logits, before.expert_logits)  # while the experts do read it
+    projected_router = make_model("fl_i2moe")
+    before = projected_router.forward_tokens(tokens, mask).weights
+    with torch.no_grad():
+        projected_router.front.projections[0].weight.mul_(-3.0)
+    assert not torch.allclose(projected_router.forward_tokens(tokens, mask).weights, before)
+
+
+@pytest.mark.parametrize("baseline", ["mean", "zero"])
+def test_a_removed_token_is_gone_for_the_encoder_router_too(baseline):
+    """The explanations' removal operator on [expert | side] channels = the token replaced, for the router, by
+    its modality's mean encoder token over the split (baseline mean) or by the zero token (baseline zero)."""
+    from fli2moe.features import SplitTensors
+    from fli2moe.masking import baseline_vectors, remove_tokens
+
+    model = make_model("fl_i2moe:i2moe")
+    tokens, mask = make_batch()
+    split = SplitTensors(tokens, mask, torch.zeros(4, dtype=torch.long))
+    base = baseline_vectors(model, split, baseline)  # [T, W]
+    assert base.shape == (7, model.front.width) and model.front.width == 8 + 8
+    keep = torch.rand(4, 7, generator=torch.Generator().manual_seed(3)) < 0.5
+    projected, mask_cat = model.project(tokens), model.concat_mask(mask)
+    weights = model(remove_tokens(projected, keep, base, mask_cat), mask_cat).weights
+    replaced = {}
+    for m, s in model.modality_slices.items():
+        if baseline == "mean":
+            fill = tokens[m][mask[m]].mean(0)  # [D_m]: the mean real encoder token of modality m
+        else:
+            fill = torch.zeros(tokens[m].shape[-1])
+        replaced[m] = torch.where(keep[:, s, None] | ~mask[m][..., None], tokens[m], fill)
+    torch.testing.assert_close(weights, i2moe_routing(model, replaced, mask), rtol=1e-5, atol=1e-6)
+
+
+def test_router_dropout_is_on_in_training_and_off_in_eval():
+    model = make_model("fl_i2moe", router_dropout=0.5)
+    reference = make_model("fl_i2moe")  # same seed, same weights, no router dropout
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+    tokens, mask = make_batch()
+    assert torch.equal(model.forward_tokens(tokens, mask).weights, reference.forward_tokens(tokens, mask).weights)
+    model.train()  # FUSION has dropout 0: only the router's dropout can make two passes differ
+    torch.manual_seed(1)
+    first = model.forward_tokens(tokens, mask).weights
+    assert not torch.allclose(first, model.forward_tokens(tokens, mask).weights)
+    assert not torch.allclose(first, reference.forward_tokens(tokens, mask).weights)
+
+
+def test_relu_router_differs_from_gelu_only_in_its_activation():
+    relu, gelu = make_model("fl_i2moe", router_activation="relu"), make_model("fl_i2moe")
+    assert isinstance(relu.router[1], torch.nn.ReLU) and isinstance(gelu.router[1], torch.nn.GELU)
+    assert all(torch.equal(a, b) for a, b in zip(relu.state_dict().values(), gelu.state_dict().values()))
+    tokens, mask = make_batch()
+    assert not torch.equal(relu.forward_tokens(tokens, mask).weights, gelu.forward_tokens(tokens, mask).weights)

@@ -58,7 +58,7 @@ def modality_ids(model) -> Tensor:
 
 @torch.no_grad()
 def baseline_vectors(model, split: SplitTensors, kind: str, batch_size: int = 256) -> Tensor:
-    """The baseline of every token slot in projected space, [T, H], on the model's device.
+    """The baseline of every token slot in projected space, [T, W] (W = `model.front.width`), on the model's device.
 
     mean: baseline[t] = sum over the split's real tokens u of modality m(t) of project(u), divided by their
     count (every real token weighs the same, whatever its example's length); a modality without any real
@@ -68,7 +68,7 @@ def baseline_vectors(model, split: SplitTensors, kind: str, batch_size: int = 25
         raise ValueError(f"explain.baseline must be one of {list(BASELINES)}, got {kind!r}")
     weight = next(model.parameters())
     ids = modality_ids(model).to(weight.device)  # [T]
-    T, H, M = len(ids), model.config.hidden, len(model.modality_slices)
+    T, H, M = len(ids), model.front.width, len(model.modality_slices)
     if kind == "zero":
         return torch.zeros(T, H, dtype=weight.dtype, device=weight.device)
     sums = torch.zeros(M, H, dtype=torch.float64, device=weight.device)

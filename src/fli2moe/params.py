@@ -25,7 +25,7 @@ from fli2moe.encoders import ENCODERS, encoder_names
 from fli2moe.interactions import INDICES
 from fli2moe.masking import BASELINES, QUANTITIES
 from fli2moe.models import MODELS, FLI2MoEConfig, FusionConfig
-from fli2moe.models.fl_i2moe import INTERACTION_ON, PERTURBATIONS
+from fli2moe.models.fl_i2moe import ACTIVATIONS, EXPERT_INITS, INTERACTION_ON, PERTURBATIONS, ROUTER_INPUTS
 # The checks are shared with the modules that declare a section of their own (a dataset's data.<name>).
 from fli2moe.validation import ParamsError, check_max_tokens
 from fli2moe.validation import choice as _choice
@@ -118,6 +118,10 @@ def _validate_moe(self, key: str) -> None:
     _choice(f"{key}.interaction_on", self.interaction_on, INTERACTION_ON)
     _choice(f"{key}.perturb", self.perturb, PERTURBATIONS)
     _positive_int(f"{key}.router_hidden", self.router_hidden)
+    _choice(f"{key}.router_input", self.router_input, ROUTER_INPUTS)
+    _choice(f"{key}.router_activation", self.router_activation, tuple(ACTIVATIONS))
+    _fraction(f"{key}.router_dropout", self.router_dropout)
+    _choice(f"{key}.expert_init", self.expert_init, EXPERT_INITS)
 
 
 def _config_section(name: str, config: type, exclude: set[str], validate) -> type:

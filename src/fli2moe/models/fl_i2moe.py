@@ -3,9 +3,18 @@ features, as used by Kim et al. 2026 for feature-level interaction explanations.
 
 Every expert is a `FusionExpert` that sees all modalities. The roster fixes each expert's role: the
 first M experts are uniqueness experts (one per modality, in config order), the remaining K - M
-alternate synergy, redundancy, synergy, ... A reweighting MLP reads the L2-normalised masked mean of
-each modality's projected tokens and gives w = softmax(MLP(.) / tau); the prediction is
-sum_e w_e * logits_e.
+alternate synergy, redundancy, synergy, ... A reweighting MLP (the router: Linear, activation, dropout,
+Linear) reads one summary per modality and gives w = softmax(MLP(.) / tau); the prediction is
+sum_e w_e * logits_e. Its input (`router_input`):
+  projected: the L2-normalised masked mean of each modality's projected tokens (this project's default);
+  encoder:   the masked mean of each modality's *encoder* tokens, as I2MoE's `MLPReWeighting` reads its
+             inputs (Xin et al. 2025, reference code `InteractionMoE.py`), untouched by the experts'
+             projection. Since the first layer is linear, Linear(concat_m mean_m x) = sum_m mean_m (A_m x) + b:
+             each token carries A_m x as side channels of its projected vector (`TokenFront`), so the one
+             removal operator of the explanations removes a token from the router's input too (a removed
+             token's side channels become the modality's mean A_m x, i.e. the mean encoder token, or zero).
+I2MoE's recipe is `router_input: encoder`, `router_activation: relu`, `router_dropout: 0.5`; its experts
+all start as copies of one model (`expert_init: shared`), here they are drawn independently by default.
 
 The interaction losses push each expert towards its role. A modality m is "removed" by replacing its
 projected tokens with `perturb` (gaussian | zero | mean); with o0 an expert's output (latent z or
@@ -32,6 +41,7 @@ from fli2moe.models.fusion import (
     ModelEntry,
     ModelOutput,
     MultimodalModel,
+    TokenFront,
     combine_experts,
     is_positive_int,
     masked_modality_mean,
@@ -40,6 +50,9 @@ from fli2moe.models.fusion import (
 
 INTERACTION_ON = ("latent", "logits")
 PERTURBATIONS = ("gaussian", "zero", "mean")
+EXPERT_INITS = ("independent", "shared")
+ROUTER_INPUTS = ("projected", "encoder")
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
 @dataclass
@@ -52,6 +65,10 @@ class FLI2MoEConfig(FusionConfig):
     interaction_on: str = "latent"  # "latent" (z) | "logits"
     perturb: str = "gaussian"  # how a modality is removed: "gaussian" | "zero" | "mean"
     router_hidden: int = 64  # hidden width of the reweighting MLP
+    router_input: str = "projected"  # "projected" | "encoder" (module docstring)
+    router_activation: str = "gelu"  # "gelu" | "relu" (I2MoE)
+    router_dropout: float = 0.0  # dropout after the router's activation, training only (I2MoE: 0.5)
+    expert_init: str = "independent"  # "independent" draws | "shared": every expert starts as a copy of the first
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +85,13 @@ class FLI2MoEConfig(FusionConfig):
                  f"moe.perturb must be one of {list(PERTURBATIONS)}, got {self.perturb!r}")
         require(is_positive_int(self.router_hidden),
                  f"moe.router_hidden must be a positive integer, got {self.router_hidden!r}")
+        require(self.router_input in ROUTER_INPUTS,
+                 f"moe.router_input must be one of {list(ROUTER_INPUTS)}, got {self.router_input!r}")
+        require(self.router_activation in ACTIVATIONS,
+                 f"moe.router_activation must be one of {list(ACTIVATIONS)}, got {self.router_activation!r}")
+        require(0.0 <= self.router_dropout < 1.0, f"moe.router_dropout must be in [0, 1), got {self.router_dropout!r}")
+        require(self.expert_init in EXPERT_INITS,
+                 f"moe.expert_init must be one of {list(EXPERT_INITS)}, got {self.expert_init!r}")
 
 
 def build_roster(modality_names: list[str], num_experts: int) -> list[tuple[str, str | None]]:
@@ -101,35 +125,51 @@ def redundancy_loss(full: Tensor, removed: Tensor) -> Tensor:
 
 class FLI2MoE(MultimodalModel):
     def __init__(self, config: FLI2MoEConfig):
-        super().__init__(config)
-        M, H = len(config.modalities), config.hidden
+        M, H, R = len(config.modalities), config.hidden, config.router_hidden
+        encoder = config.router_input == "encoder"
+        # encoder: the router's first layer is the front's side maps (weights) plus `router_bias`.
+        super().__init__(config, TokenFront(config, side=R, side_fan_in=sum(m.dim for m in config.modalities))
+                         if encoder else None)
         self.roster = build_roster(config.modality_names, config.num_experts)
         self.experts = nn.ModuleList(FusionExpert(config) for _ in range(config.num_experts))
+        if config.expert_init == "shared":
+            for expert in self.experts[1:]:
+                expert.load_state_dict(self.experts[0].state_dict())
+        # Indices 0 and 2 hold the weights whatever the options, so saved models keep their parameter names.
         self.router = nn.Sequential(
-            nn.Linear(M * H, config.router_hidden),
-            nn.GELU(),
-            nn.Linear(config.router_hidden, config.num_experts),
+            nn.Identity() if encoder else nn.Linear(M * H, R),
+            ACTIVATIONS[config.router_activation](),
+            nn.Linear(R, config.num_experts),
         )
+        if encoder:
+            fan_in = sum(m.dim for m in config.modalities)
+            self.router_bias = nn.Parameter(torch.empty(R).uniform_(-fan_in ** -0.5, fan_in ** -0.5))
 
     @property
     def lambda_int(self) -> float:
         return self.config.lambda_int
 
     def route(self, projected: Tensor, mask: Tensor) -> Tensor:
-        """projected [B, T, H], mask [B, T] -> routing weights [B, K]."""
-        summary = masked_modality_mean(projected, mask, list(self.modality_slices.values()))  # [B, M, H]
-        # Normalised per modality so that no modality dominates the router by its scale.
-        summary = F.normalize(summary, dim=-1).flatten(1)  # [B, M*H]
-        return torch.softmax(self.router(summary) / self.config.tau, dim=-1)
+        """projected [B, T, W], mask [B, T] -> routing weights [B, K] (module docstring: `router_input`)."""
+        slices, H = list(self.modality_slices.values()), self.config.hidden
+        if self.config.router_input == "encoder":
+            # sum_m mean_m(A_m x) + b = the first layer of I2MoE's MLP on the concatenated encoder-token means
+            hidden = masked_modality_mean(projected[..., H:], mask, slices).sum(1) + self.router_bias  # [B, R]
+        else:
+            summary = masked_modality_mean(projected[..., :H], mask, slices)  # [B, M, H]
+            # Normalised per modality so that no modality dominates the router by its scale.
+            hidden = self.router[0](F.normalize(summary, dim=-1).flatten(1))  # [B, R]
+        hidden = F.dropout(self.router[1](hidden), self.config.router_dropout, self.training)
+        return torch.softmax(self.router[2](hidden) / self.config.tau, dim=-1)
 
     def forward(self, projected: Tensor, mask: Tensor, return_attention: bool = False) -> ModelOutput:
-        """projected [B, T, H], mask [B, T] -> ModelOutput with E = K."""
+        """projected [B, T, W], mask [B, T] -> ModelOutput with E = K."""
         x = self.front.embed(projected, mask)  # [B, T, H]
         return combine_experts(fusion.run_experts(self.experts, x, mask, return_attention), self.route(projected, mask))
 
     def remove_modality(self, projected: Tensor, mask: Tensor, index: int,
                         generator: torch.Generator | None = None) -> Tensor:
-        """projected [B, T, H] with modality `index`'s slice replaced according to `config.perturb`.
+        """projected [B, T, W] with modality `index`'s slice replaced according to `config.perturb`.
 
         The replacement statistics come from the real tokens of that modality in the batch and are
         detached: they are a reference input, not something to learn through.
@@ -160,7 +200,7 @@ class FLI2MoE(MultimodalModel):
         if self.config.lambda_int == 0:
             return projected.new_zeros(())
         M, B = len(self.config.modalities), projected.shape[0]
-        removed = torch.stack([self.remove_modality(projected, mask, m, generator) for m in range(M)])  # [M, B, T, H]
+        removed = torch.stack([self.remove_modality(projected, mask, m, generator) for m in range(M)])  # [M, B, T, W]
         mask_removed = mask.repeat(M, 1)  # [M*B, T], row m*B + b is mask[b]
         x = self.front.embed(removed.flatten(0, 1), mask_removed)  # [M*B, T, H]
         on_latent = self.config.interaction_on == "latent"

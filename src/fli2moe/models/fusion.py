@@ -7,7 +7,8 @@ which is the single masking operator the explanations use), and one (`dense.py`)
 `FusionExpert`s.
 
 Shape letters: B batch, M modalities, T_m token slots of modality m, T = sum_m T_m (modalities
-concatenated in config order), D_m input feature size, H hidden size, C classes, E experts.
+concatenated in config order), D_m input feature size, H hidden size, W width of a projected token
+(`TokenFront.width`: H, plus the side channels of a router that reads encoder tokens), C classes, E experts.
 Masks are bool, True = real token, False = padding; padding never changes any output.
 """
 
@@ -116,12 +117,26 @@ class TokenFront(nn.Module):
 
     Split in two steps (`project`, `embed`) because explanations replace projected vectors with a
     baseline *before* the embeddings are added: a removed token keeps its position and modality.
+
+    A model whose router reads the encoder tokens themselves (FL-I2MoE with `moe.router_input: encoder`)
+    asks for `side` more channels: each token's vector is then [H expert channels | side channels], the side
+    ones a separate linear map of the encoder token (no bias) that only the router reads. The explanations'
+    single removal operator replaces the whole vector, so a removed token is gone for the router too.
     """
 
-    def __init__(self, config: FusionConfig):
+    def __init__(self, config: FusionConfig, side: int = 0, side_fan_in: int | None = None):
         super().__init__()
         self.modalities = list(config.modalities)
+        self.hidden = config.hidden
+        self.width = config.hidden + side  # W: channels of a projected token
         self.projections = nn.ModuleList(nn.Linear(m.dim, config.hidden) for m in config.modalities)
+        self.side_projections = nn.ModuleList(nn.Linear(m.dim, side, bias=False) for m in config.modalities) \
+            if side else None
+        if side and side_fan_in is not None:
+            # nn.Linear's own initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for the layer these maps are
+            # blocks of (the router's first layer over the concatenated modality means, fan_in = sum_m D_m).
+            for projection in self.side_projections:
+                nn.init.uniform_(projection.weight, -side_fan_in ** -0.5, side_fan_in ** -0.5)
         self.modality_embedding = nn.Embedding(len(config.modalities), config.hidden)
         # One row per token slot, i.e. T_m positions per modality, concatenated.
         self.position_embedding = nn.Parameter(torch.zeros(config.num_tokens, config.hidden))
@@ -133,16 +148,18 @@ class TokenFront(nn.Module):
         nn.init.normal_(self.position_embedding, std=0.02)
 
     def project(self, tokens: dict[str, Tensor]) -> Tensor:
-        """tokens[m] [B, T_m, D_m] (any float dtype, e.g. float16 from the feature files) -> [B, T, H]."""
+        """tokens[m] [B, T_m, D_m] (any float dtype, e.g. float16 from the feature files) -> [B, T, W]."""
         projected = []
-        for spec, projection in zip(self.modalities, self.projections):
+        for m, (spec, projection) in enumerate(zip(self.modalities, self.projections)):
             if spec.name not in tokens:
                 raise KeyError(f"tokens: modality {spec.name!r} is missing (have {sorted(tokens)})")
             x = tokens[spec.name]
             if x.dim() != 3 or x.shape[1:] != (spec.tokens, spec.dim):
                 raise ValueError(f"tokens[{spec.name!r}]: expected [B, {spec.tokens}, {spec.dim}], "
                                  f"got {list(x.shape)}")
-            projected.append(projection(x.to(projection.weight.dtype)))
+            x = x.to(projection.weight.dtype)
+            projected.append(projection(x) if self.side_projections is None
+                             else torch.cat([projection(x), self.side_projections[m](x)], -1))
         return torch.cat(projected, 1)
 
     def concat_mask(self, mask: dict[str, Tensor]) -> Tensor:
@@ -150,12 +167,13 @@ class TokenFront(nn.Module):
         return torch.cat([mask[spec.name].bool() for spec in self.modalities], 1)
 
     def embed(self, projected: Tensor, mask: Tensor) -> Tensor:
-        """projected [B, T, H], mask [B, T] -> [B, T, H] with modality and position embeddings added.
+        """projected [B, T, W], mask [B, T] -> [B, T, H]: the expert channels with modality and position
+        embeddings added.
 
         Padded slots are emptied first, so that nothing computed from them (not even the attention
         rows of padded queries) depends on what the padding holds.
         """
-        content = projected.masked_fill(~mask[..., None], 0.0)  # [B, T, H]
+        content = projected[..., : self.hidden].masked_fill(~mask[..., None], 0.0)  # [B, T, H]
         return content + self.position_embedding + self.modality_embedding(self.modality_ids)
 
 
@@ -308,18 +326,18 @@ def combine_experts(outputs: ExpertOutput, weights: Tensor) -> ModelOutput:
 class MultimodalModel(nn.Module):
     """The calling convention shared by the models.
 
-    `forward(projected [B, T, H], mask [B, T], return_attention=False) -> ModelOutput` starts from
-    projected tokens, so that explanations can replace some of them with a baseline;
+    `forward(projected [B, T, W], mask [B, T], return_attention=False) -> ModelOutput` starts from
+    projected tokens (W = `front.width`, H unless the front carries side channels), so that explanations can replace some of them with a baseline;
     `forward_tokens(tokens, mask)` is the same from the raw feature dicts.
     """
 
     config: FusionConfig
     roster: list[tuple[str, str | None]]  # per expert: (kind, modality name or None)
 
-    def __init__(self, config: FusionConfig):
+    def __init__(self, config: FusionConfig, front: TokenFront | None = None):
         super().__init__()
         self.config = config
-        self.front = TokenFront(config)
+        self.front = front or TokenFront(config)
 
     @property
     def modality_slices(self) -> dict[str, slice]:
