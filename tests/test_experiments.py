@@ -10,6 +10,7 @@ import re
 import pytest
 
 from conftest import make_dvc_repo, run, write_feature_set
+from fli2moe.experiments import experiments
 
 pytestmark = pytest.mark.slow
 
@@ -71,11 +72,13 @@ def test_metrics_are_scalars_and_hold_no_wall_time(repo, venv_env):
 
 
 def test_queued_experiments_run_their_own_code_and_share_the_run_cache(repo, venv_env):
-    # DVC writes 1e-5 as `1e-05`: the stages must read it as the number it is. The second experiment trains
-    # with the same inputs as the first, so both of its models come from the run-cache.
-    run(["dvc", "exp", "run", "--queue", "-n", "wd", "-S", "train.weight_decay=1e-5"], repo, venv_env)
-    run(["dvc", "exp", "run", "--queue", "-n", "wd-probe", "-S", "train.weight_decay=1e-5", "-S",
-         "probe.evaluations=30"], repo, venv_env)
+    # Queued as a named set (python -m fli2moe.experiments queue). DVC writes 1e-5 as `1e-05`: the stages must
+    # read it as the number it is. The second experiment trains with the same inputs as the first, so both of
+    # its models come from the run-cache.
+    (repo / "experiments.yaml").write_text("toy:\n  wd: {train.weight_decay: 1e-5}\n"
+                                           "  wd-probe: {train.weight_decay: 1e-5, probe.evaluations: 30}\n")
+    queued = run(["python", "-m", "fli2moe.experiments", "queue", "toy"], repo, venv_env)
+    assert "-n toy-wd -S train.weight_decay=1e-05" in queued
     library = repo / "src" / "fli2moe" / "training.py"
     committed = library.read_text()
     # Changed after queueing, never committed: the queued experiments must not run it.
@@ -85,17 +88,31 @@ def test_queued_experiments_run_their_own_code_and_share_the_run_cache(repo, ven
     finally:
         library.write_text(committed)
     status = run(["dvc", "queue", "status"], repo, venv_env)
-    assert re.search(r"\bwd\s.*Success", status) and re.search(r"wd-probe\s.*Success", status), status
-    first, second = (run(["dvc", "queue", "logs", name], repo, venv_env) for name in ("wd", "wd-probe"))
+    assert re.search(r"toy-wd\s.*Success", status) and re.search(r"toy-wd-probe\s.*Success", status), status
+    first, second = (run(["dvc", "queue", "logs", name], repo, venv_env) for name in ("toy-wd", "toy-wd-probe"))
     assert "the workspace copy ran" not in first + second
     assert {"train@custom", "train_dense@custom"} <= stages_run(first)
     assert {"train@custom", "train_dense@custom", "attribute@custom-dense"} <= stages_restored(second)
     assert {"probe@custom-dense", "ablate@custom-dense", "report"} <= stages_run(second)
     assert not stages_run(second) & {"extract@custom", "train@custom", "train_dense@custom"}
-    diff = json.loads(run(["dvc", "exp", "diff", "wd", "wd-probe", "--json"], repo, venv_env))
+    diff = json.loads(run(["dvc", "exp", "diff", "toy-wd", "toy-wd-probe", "--json"], repo, venv_env))
     assert diff["params"]["params.yaml"]["probe.evaluations"] == {"old": 40, "new": 30, "diff": -10}
     assert "metrics/probe/custom-dense.json" in diff["metrics"]
     assert not any("timing" in path for path in diff["metrics"])
+
+    # The claims table of the set, from the experiments' own summaries.
+    run(["python", "-m", "fli2moe.experiments", "claims", "toy", "-o", "reports/toy.md"], repo, venv_env)
+    table = (repo / "reports" / "toy.md").read_text()
+    assert "| claim | subject | wd | wd-probe |" in table
+    shown = {r["name"]: r["summary"] for r in experiments(json.loads(run(["dvc", "exp", "show", "--json"], repo,
+                                                                          venv_env)))}
+    masking = next(line for line in table.splitlines() if line.startswith("| pair-level masking | custom-dense |"))
+    verdicts = [shown[f"toy-{e}"]["verdicts"]["pair-level_masking"]["custom-dense"] for e in ("wd", "wd-probe")]
+    gains = [shown[f"toy-{e}"]["custom"]["dense"]["budget_1"]["bii_vs_random_candidates"]["mean"]
+             for e in ("wd", "wd-probe")]
+    cells = masking.split(" | ")[2:]
+    assert [c.split(" (")[0] for c in cells] == verdicts
+    assert all(f"bii@1 {gain:+.3f} ± " in cell for gain, cell in zip(gains, cells))
 
 
 def test_every_declared_plot_renders(repo, venv_env):

@@ -1,7 +1,15 @@
 """`python -m fli2moe.experiments`: the narrow experiments table built from `dvc exp show --json` (the shape DVC
 3 prints: baseline rows, each with `experiments: [{revs: [...]}]`; the real command is run in test_experiments)."""
 
-from fli2moe.experiments import changed_params, experiments, figures, render, verdict_table
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fli2moe.experiments import (changed_params, claims_markdown, evidence, experiment_set, experiments, figures, main,
+                                 overridden, queue_commands, render, verdict_table)
+from fli2moe.validation import ParamsError
 
 
 def rev(rev, name, summary, params):
@@ -66,3 +74,94 @@ def test_the_table_fits_120_columns():
     records = experiments(show_json())
     for text in (render(verdict_table(records)), render(figures(records))):
         assert max(map(len, text.splitlines())) <= 120, text
+
+
+# --- named experiment sets (experiments.yaml) --------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_committed_set_is_valid_against_params_yaml():
+    for name in ("sensitivity", "papers"):
+        chosen = experiment_set(name, ROOT / "experiments.yaml", ROOT / "params.yaml")
+        assert chosen and all(isinstance(overrides, dict) for overrides in chosen.values())
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("toy: {bad: {moe.num_expert: 5}}", r"toy\.bad: moe\.num_expert is not a key of params\.yaml"),
+    ("toy: {bad: {moe.tau: 0}}", r"toy\.bad: .*moe\.tau must be"),
+    ("toy: {bad: {moe.router_input: tokens}}", r"toy\.bad: .*moe\.router_input must be one of"),
+    ("toy: {bad: {datasets: [enrico], moe_plain_datasets: [synthetic]}}", r"toy\.bad: moe_plain_datasets"),
+    ("toy: {bad: [1, 2]}", r"toy\.bad must map params keys to values"),
+    ("toy: {}", r"toy must map experiment names"),
+    ("other: {a: {seed: 1}}", r"no experiment set 'toy' \(sets: other\)"),
+    ("toy: {a: [", r"not a readable YAML file"),
+])
+def test_a_bad_set_is_refused_naming_the_set_experiment_and_key(tmp_path, text, message):
+    (tmp_path / "experiments.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=message):
+        experiment_set("toy", tmp_path / "experiments.yaml", ROOT / "params.yaml")
+
+
+def test_the_command_refuses_a_bad_set_with_exit_code_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "experiments.yaml").write_text("toy: {bad: {moe.num_expert: 5}}")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["queue", "toy"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "toy.bad: moe.num_expert" in error
+
+
+def test_overrides_set_nested_keys_and_leave_the_base_alone():
+    base = {"moe": {"tau": 2.0}, "datasets": ["enrico", "synthetic"]}
+    out = overridden(base, {"moe.tau": 1.0, "datasets": ["enrico"]}, "here")
+    assert out == {"moe": {"tau": 1.0}, "datasets": ["enrico"]} and base["moe"]["tau"] == 2.0
+
+
+def test_queue_commands_pass_values_that_yaml_reads_back_unchanged():
+    commands = queue_commands("s", {"a": {"datasets": ["enrico"], "moe.router_input": "encoder", "train.lr": 0.0001,
+                                          "train.patience": None}})
+    assert commands[0][:6] == ["dvc", "exp", "run", "--queue", "-n", "s-a"]
+    pairs = dict(arg.split("=", 1) for arg in commands[0][7::2])
+    assert {k: yaml.safe_load(v) for k, v in pairs.items()} == {
+        "datasets": ["enrico"], "moe.router_input": "encoder", "train.lr": 0.0001, "train.patience": None}
+
+
+def sensitivity_records():
+    def run(name, verdict, routing, gini):
+        summary = {**json.loads(json.dumps(SUMMARY)),
+                   "verdicts": {"reweighting_model": {"enrico": verdict}, "concentration": {"enrico": "inconclusive"},
+                                "pair-level_masking": {"enrico-fl_i2moe": "mixed"}}}
+        summary["enrico"]["fl_i2moe"] |= {"routing_std": fig(routing), "gini": fig(gini)}
+        summary["enrico"]["dense"] = {"gini": fig(0.33)}
+        return rev(name * 4, f"s-{name}", summary, PARAMS)
+
+    return experiments([rev("workspace", None, SUMMARY, PARAMS) | {
+        "experiments": [{"revs": [run("aaaa", "not supported", 0.012, 0.317)]},
+                        {"revs": [run("bbbb", "supported", 0.081, 0.35)]},
+                        {"revs": [rev("cccc" * 4, "s-cccc", None, PARAMS)]}]}])
+
+
+def test_claims_table_gives_each_verdict_with_its_figures_and_what_makes_a_failing_claim_hold():
+    chosen = {"aaaa": {"datasets": ["enrico"]}, "bbbb": {"moe.tau": 1.0}, "cccc": {"moe.tau": 0.5}, "dddd": {}}
+    text = claims_markdown(sensitivity_records(), "s", chosen)
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["reweighting model"] == ("| reweighting model | enrico | not supported (routing std 0.012 ± 0.010) "
+                                         "| supported (routing std 0.081 ± 0.010) |")
+    assert "Gini 0.317 ± 0.010, dense 0.330 ± 0.010" in rows["concentration"]
+    assert "sii@3 -0.500 ± 0.010, rg@3 +0.500 ± 0.010, bii@3 +0.250 ± 0.010" in rows["pair-level masking"]
+    assert "- **cccc**: `moe.tau=0.5` (no results: no summary)" in text and "- **dddd**: params.yaml (no results: not run)" in text
+    answers = text.split("## ")[1].splitlines()
+    assert "- reweighting model, enrico: supported under bbbb (routing std 0.081 ± 0.010)" in answers
+    assert "- concentration, enrico: supported under none of the 1 other settings tried" in answers
+
+
+def test_claims_table_without_any_result_says_how_to_get_them():
+    with pytest.raises(ValueError, match="queue them with `python -m fli2moe.experiments queue s`"):
+        claims_markdown(sensitivity_records(), "s", {"cccc": {}})
+
+
+def test_evidence_averages_per_modality_gaps_and_finds_the_subjects_model():
+    assert evidence(SUMMARY, "faithfulness_of_the_expert-wise_attributions", "enrico") == "comp. gap 0.070 ± 0.010"
+    assert evidence(SUMMARY, "task_performance", "enrico") == "FL 0.506 ± 0.010, plain 0.524 ± 0.010"
+    assert evidence(SUMMARY, "specificity_of_the_experts", "enrico") == ""

@@ -227,6 +227,21 @@ def test_routing_verdict_detects_constant_weights(tmp_path):
                                                       "expert2_synergy", "expert3_redundancy"]
 
 
+def test_most_varied_expert_and_its_seed_interval_by_hand():
+    from fli2moe.report.outputs import Routing
+
+    # expert 1 alternates 0.2 / 0.6 (std 0.2) in seed 0 and 0.3 / 0.5 (std 0.1) in seed 1; expert 0 is constant
+    w1 = np.array([[0.2, 0.6] * 5, [0.3, 0.5] * 5])  # [2 seeds, 10 samples]
+    weights = np.stack([np.full((2, 10), 0.1), w1, 1 - 0.1 - w1], -1)  # [2, 10, 3]
+    expert, figure = Routing(weights, ["u", "s", "r"]).most_varied()
+    assert expert in ("s", "r")  # s and r vary alike; either is the most varied
+    half = 12.7062047 * np.std([0.2, 0.1], ddof=1) / np.sqrt(2)  # t_{0.975, 1} = 12.706
+    assert figure["mean"] == pytest.approx(0.15) and figure["std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert figure["low"] == pytest.approx(0.15 - half) and figure["high"] == pytest.approx(0.15 + half)
+    _, one_seed = Routing(weights[:1], ["u", "s", "r"]).most_varied()
+    assert one_seed == {"mean": pytest.approx(0.2), "std": 0.0, "seeds": 1}
+
+
 def test_patch_centre_is_row_major():
     # A 2 x 3 grid over a 200 x 300 image: token 4 is row 1, column 1.
     assert figures.patch_centre(4, (2, 3), (200, 300, 3)) == (150.0, 150.0)
@@ -248,6 +263,11 @@ def small_report(folder: Path) -> Path:
     (folder / "report.md").write_text(markdown("Title", "Intro.", [section]))
     (folder / "index.html").write_text(page("Title", "Intro.", [section]))
     return folder / "index.html"
+
+
+def test_the_intros_markdown_links_become_relative_links_and_the_rest_stays_escaped():
+    html = page("Title", "See [the table](sensitivity.md) <b>now</b> [not a link] (x).", [])
+    assert '<p>See <a href="sensitivity.md">the table</a> &lt;b&gt;now&lt;/b&gt; [not a link] (x).</p>' in html
 
 
 def test_page_is_offline_and_names_only_existing_relative_images(tmp_path):

@@ -1,7 +1,10 @@
-"""The experiments at a glance: headline figures and verdicts of every `dvc exp` experiment, in 120 columns.
+"""The experiments at a glance: headline figures and verdicts of every `dvc exp` experiment, in 120 columns;
+and named experiment sets (experiments.yaml), queued and judged claim by claim.
 
     python -m fli2moe.experiments            # the workspace, HEAD and HEAD's experiments
     python -m fli2moe.experiments -A         # every commit and its experiments (any `dvc exp show` flag)
+    python -m fli2moe.experiments queue sensitivity            # dvc exp run --queue each experiment of the set
+    python -m fli2moe.experiments claims sensitivity -o reports/sensitivity.md   # claim x experiment -> verdict
 
 `dvc exp show` has one column per param and metric (hundreds) under long names. This reads its JSON
 (`dvc exp show --json`, DVC's own rendering of each experiment's params.yaml and reports/summary.json)
@@ -9,21 +12,35 @@ and prints two narrow tables: per experiment, the claims' verdict counts and the
 from the first row; per experiment, dataset and model, the headline figures of reports/summary.json
 at the smallest pair-masking budget. Rows without a summary (failed or queued experiments) are listed
 with their state.
+
+`claims` reads the same JSON and writes, for the experiments of one set, a markdown table with one row per
+claim and subject and one column per experiment: the verdict of the report's rule and the headline figure
+behind it (mean ± seed std), then, for each claim the set's first experiment does not support, the experiments
+that do. Nothing in it is typed by hand: rerun the command after the experiments to refresh it.
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import json
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from dvc.utils.serialize import YAMLError, parse_yaml
+
+from fli2moe.artifacts import atomic_open
+from fli2moe.params import Params, load_params
+from fli2moe.validation import ParamsError
 
 # summary.json key (under <dataset>.<model>) -> column; the probed indices' columns are added per run
 # (mean_abs_<index> -> |<index>|, budget_<b>.<index>_vs_random_candidates -> <index>@<b>, see `figures`).
-FIGURES = {"test_accuracy": "acc", "test_macro_f1": "macro_f1", "gini": "gini", "synergy_precision@1": "syn_p@1",
-           "redundancy_precision@1": "red_p@1"}
+FIGURES = {"test_accuracy": "acc", "test_macro_f1": "macro_f1", "routing_std": "rout_std", "gini": "gini",
+           "synergy_precision@1": "syn_p@1", "redundancy_precision@1": "red_p@1"}
 GAP_PREFIX = "comprehensiveness_gap_"  # one figure per modality: comp_gap is their mean
 VERDICTS = ("supported", "mixed", "not_supported", "inconclusive")
 
@@ -93,8 +110,8 @@ def figures(records: list[dict]) -> pd.DataFrame:
                     row.update({f"{key.removesuffix('_vs_random_candidates')}@{b}": mean(value)
                                 for key, value in entry[budgets[0]].items()})
                 rows.append(row)
-    columns = ["experiment", "dataset", "model", *(c for c in ("acc", "macro_f1", "comp_gap", "gini", "syn_p@1",
-                                                              "red_p@1") if any(c in row for row in rows))]
+    columns = ["experiment", "dataset", "model", *(c for c in ("acc", "macro_f1", "rout_std", "comp_gap", "gini",
+                                                              "syn_p@1", "red_p@1") if any(c in row for row in rows))]
     frame = pd.DataFrame(rows)
     return frame[columns + [c for c in frame.columns if c not in columns]] if rows else frame
 
@@ -111,13 +128,216 @@ def render(frame: pd.DataFrame) -> str:
     return frame.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.3f}")
 
 
+# --- named experiment sets -------------------------------------------------------------------------------
+
+SETS_FILE = Path("experiments.yaml")
+SUPPORTED = "supported"
+
+
+def experiment_set(name: str, sets_file: Path = SETS_FILE, params_file: Path = Path("params.yaml")) -> dict[str, dict]:
+    """{experiment: {dotted params key: value}} of set `name` in `sets_file`, each experiment's params.yaml
+    (params_file with its overrides) validated as a stage would validate it.
+
+    Raises ParamsError, naming the file, set, experiment and key: a missing or malformed file, an unknown set,
+    a key params.yaml does not have, a value the stages would refuse.
+    """
+    try:  # DVC's YAML 1.2 parser, as for params.yaml: 1e-4 is a number, not a string
+        sets = parse_yaml(sets_file.read_text(), str(sets_file))
+    except (OSError, YAMLError) as e:
+        raise ParamsError(f"{sets_file}: not a readable YAML file ({e})") from e
+    if not isinstance(sets, dict) or name not in sets:
+        known = ", ".join(sets) if isinstance(sets, dict) else "none"
+        raise ParamsError(f"{sets_file}: no experiment set {name!r} (sets: {known})")
+    chosen = sets[name]
+    if not isinstance(chosen, dict) or not chosen:
+        raise ParamsError(f"{sets_file}: {name} must map experiment names to params overrides, got {chosen!r}")
+    load_params(params_file)  # the base file itself must be valid first
+    base = parse_yaml(params_file.read_text(), str(params_file))
+    for experiment, overrides in chosen.items():
+        where = f"{sets_file}: {name}.{experiment}"
+        if not isinstance(overrides, dict):
+            raise ParamsError(f"{where} must map params keys to values, got {overrides!r}")
+        try:
+            Params.from_dict(overridden(base, overrides, where))
+        except ParamsError as e:
+            raise ParamsError(f"{where}: {e}") from e
+    return chosen
+
+
+def overridden(params: dict, overrides: dict, where: str) -> dict:
+    """A copy of the nested `params` with each dotted key of `overrides` set, as `dvc exp run -S key=value` sets it;
+    ParamsError for a key whose parent is not a mapping of params.yaml or that params.yaml does not hold."""
+    out = copy.deepcopy(params)
+    for key, value in overrides.items():
+        *parents, leaf = str(key).split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            raise ParamsError(f"{where}: {key} is not a key of params.yaml")
+        node[leaf] = value
+    return out
+
+
+def queue_commands(name: str, chosen: dict[str, dict]) -> list[list[str]]:
+    """`dvc exp run --queue -n <set>-<experiment> -S key=value ...` per experiment; values as JSON, which the
+    YAML that DVC parses them with reads back as the same value (a list stays a list, a string a string)."""
+    return [["dvc", "exp", "run", "--queue", "-n", f"{name}-{experiment}",
+             *(arg for key, value in overrides.items() for arg in ("-S", f"{key}={json.dumps(value)}"))]
+            for experiment, overrides in chosen.items()]
+
+
+# claim (a `verdicts` key of summary.json) -> (label, model or None for the subject's own, summary key) of the
+# headline figures behind its verdict; a key ending in "_" is a prefix whose figures are averaged.
+CLAIM_FIGURES = {
+    "task_performance": [("FL", "fl_i2moe", "test_"), ("dense", "dense", "test_"), ("plain", "moe_plain", "test_")],
+    "reweighting_model": [("routing std", "fl_i2moe", "routing_std")],
+    "faithfulness_of_the_expert-wise_attributions": [("comp. gap", "fl_i2moe", GAP_PREFIX)],
+    "concentration": [("Gini", "fl_i2moe", "gini"), ("dense", "dense", "gini")],
+    "planted-pair_recovery": [("syn P@1", None, "synergy_precision@1"), ("red P@1", None, "redundancy_precision@1")],
+}
+
+
+def subject_entry(summary: dict, subject: str) -> tuple[str, str | None]:
+    """A verdict's subject ("enrico" or "enrico-fl_i2moe") -> (dataset, model or None)."""
+    if subject in summary:
+        return subject, None
+    for dataset, models in summary.items():
+        if isinstance(models, dict) and subject.startswith(f"{dataset}-") and subject[len(dataset) + 1:] in models:
+            return dataset, subject[len(dataset) + 1:]
+    return subject, None
+
+
+def evidence(summary: dict, claim: str, subject: str) -> str:
+    """The headline figures behind one verdict, "label mean ± std" joined by commas ("" when the summary holds
+    none: the specificity claim's shares live in the attribution metrics)."""
+    dataset, subject_model = subject_entry(summary, subject)
+    models = summary.get(dataset) or {}
+    if claim == "pair-level_masking":
+        entry = models.get(subject_model) or {}
+        budgets = sorted((k for k in entry if k.startswith("budget_")), key=lambda k: int(k.split("_")[1]))
+        if not budgets:
+            return ""
+        b = budgets[0]
+        return ", ".join(f"{key.removesuffix('_vs_random_candidates')}@{b.split('_')[1]} {spread(value, True)}"
+                         for key, value in entry[b].items())
+    parts = []
+    for label, model, key in CLAIM_FIGURES.get(claim, []):
+        entry = models.get(model or subject_model) or {}
+        values = [v for k, v in entry.items() if k.startswith(key)] if key.endswith("_") else \
+            [entry[key]] if key in entry else []
+        if values:
+            parts.append(f"{label} {spread(average(values))}")
+    return ", ".join(parts)
+
+
+def average(figures: list) -> dict:
+    """The mean of several headline figures (one per modality) with the mean of their seed stds."""
+    means = [mean(f) for f in figures]
+    stds = [f.get("std", 0.0) if isinstance(f, dict) else 0.0 for f in figures]
+    return {"mean": sum(means) / len(means), "std": sum(stds) / len(stds)}
+
+
+def spread(figure, signed: bool = False) -> str:
+    value = mean(figure)
+    text = f"{value:+.3f}" if signed else f"{value:.3f}"
+    return f"{text} ± {figure['std']:.3f}" if isinstance(figure, dict) and "std" in figure else text
+
+
+def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict]) -> str:
+    """The markdown table of set `name` (module docstring). Raises ValueError when no experiment of the set has
+    a summary in `records`."""
+    by_name = {}
+    for r in records:  # dvc exp show lists the newest first: keep the first record of each name
+        by_name.setdefault(r["name"], r)
+    columns = [(e, by_name.get(f"{name}-{e}")) for e in chosen]
+    done = [(e, r) for e, r in columns if r is not None and r["summary"]]
+    if not done:
+        raise ValueError(f"no experiment of set {name!r} has results in `dvc exp show`: queue them with "
+                         f"`python -m fli2moe.experiments queue {name}`, then `dvc queue start -j 1`")
+    rows = {}  # (claim, subject) -> None, in order of first appearance
+    for _, r in done:
+        for claim, subjects in r["summary"].get("verdicts", {}).items():
+            for subject in subjects:
+                rows.setdefault((claim, subject), None)
+    lines = [f"# Verdicts across the `{name}` experiments", "",
+             f"Made by `python -m fli2moe.experiments claims {name}` from `dvc exp show --json`: each cell is the "
+             "verdict of the report's rule for that claim (reports/report.md) and the headline figures behind it, "
+             "mean ± std over the trained seeds (pair-masking: ranked minus random-candidate drop at the smallest "
+             "budget). The experiments and what they change (experiments.yaml):", ""]
+    lines += [f"- **{e}**: " + (", ".join(f"`{k}={json.dumps(v)}`" for k, v in chosen[e].items()) or "params.yaml")
+              + ("" if r is not None and r["summary"] else f" (no results: {(r['state'] or 'no summary') if r else 'not run'})")
+              for e, r in columns]
+    lines += ["", "| claim | subject | " + " | ".join(e for e, _ in done) + " |",
+              "| :-- | :-- |" + " :-- |" * len(done)]
+    for claim, subject in rows:
+        cells = []
+        for _, r in done:
+            verdict = r["summary"].get("verdicts", {}).get(claim, {}).get(subject)
+            figure = evidence(r["summary"], claim, subject) if verdict else ""
+            cells.append(f"{verdict or '–'}" + (f" ({figure})" if figure else ""))
+        lines.append(f"| {claim.replace('_', ' ')} | {subject} | " + " | ".join(cells) + " |")
+    reference, others = done[0], done[1:]
+    lines += ["", f"## What makes a claim hold that `{reference[0]}` does not support", ""]
+    failing = [(c, s) for c, s in rows if reference[1]["summary"].get("verdicts", {}).get(c, {}).get(s) != SUPPORTED]
+    for claim, subject in failing:
+        holds = [f"{e} ({evidence(r['summary'], claim, subject) or SUPPORTED})" for e, r in others
+                 if r["summary"].get("verdicts", {}).get(claim, {}).get(subject) == SUPPORTED]
+        lines.append(f"- {claim.replace('_', ' ')}, {subject}: " + ("supported under " + "; ".join(holds) if holds
+                     else f"supported under none of the {len(others)} other settings tried"))
+    if not failing:
+        lines.append(f"- none: `{reference[0]}` supports every claim it judges")
+    return "\n".join(lines) + "\n"
+
+
+def exp_show(flags: list[str]) -> list[dict]:
+    """The records of `dvc exp show --json <flags>`; RuntimeError with DVC's message when it fails."""
+    result = subprocess.run(["dvc", "exp", "show", "--json", *flags], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"dvc exp show failed: {result.stderr.strip()}")
+    return experiments(json.loads(result.stdout))
+
+
+def sets_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fli2moe.experiments")
+    commands = parser.add_subparsers(dest="command", required=True)
+    queue = commands.add_parser("queue", help="queue every experiment of a set (dvc exp run --queue)")
+    queue.add_argument("set")
+    queue.add_argument("--dry-run", action="store_true", help="print the dvc commands instead of running them")
+    table = commands.add_parser("claims", help="claim x experiment -> verdict and figures, as markdown")
+    table.add_argument("set")
+    table.add_argument("-o", "--output", type=Path, help="write the table here (atomically) instead of printing it")
+    table.add_argument("-A", "--all-commits", action="store_true", help="look at every commit's experiments")
+    args = parser.parse_args(argv)
+    try:
+        chosen = experiment_set(args.set)
+        if args.command == "queue":
+            for command in queue_commands(args.set, chosen):
+                print(shlex.join(command))
+                if not args.dry_run:
+                    subprocess.run(command, check=True)
+            return 0
+        text = claims_markdown(exp_show(["-A"] if args.all_commits else []), args.set, chosen)
+    except (ParamsError, ValueError, RuntimeError, subprocess.CalledProcessError) as e:
+        print(f"experiments: {e}", file=sys.stderr)
+        return 2
+    if args.output is None:
+        print(text, end="")
+    else:
+        with atomic_open(args.output) as f:
+            f.write(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    result = subprocess.run(["dvc", "exp", "show", "--json", *argv], capture_output=True, text=True)
-    if result.returncode != 0:
-        print(f"experiments: dvc exp show failed: {result.stderr.strip()}", file=sys.stderr)
+    if argv[:1] in (["queue"], ["claims"]):
+        return sets_main(argv)
+    try:
+        records = exp_show(argv)
+    except RuntimeError as e:
+        print(f"experiments: {e}", file=sys.stderr)
         return 2
-    records = experiments(json.loads(result.stdout))
     print(render(verdict_table(records)))
     print()
     print(render(figures(records)))

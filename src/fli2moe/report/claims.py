@@ -68,14 +68,17 @@ def routing_claim(run: RunOutputs, dataset: str) -> Verdict:
     routing = run.routing(dataset, "fl_i2moe")
     if routing is None:
         return Verdict(dataset, INCONCLUSIVE, f"no FL-I2MoE routing weights in this run.")
-    spread = routing.weights.std(axis=1).mean(axis=0)  # [E]: std across samples, mean over seeds
+    spread = routing.spread().mean(axis=0)  # [E]: std across samples, mean over seeds
     means = routing.weights.mean(axis=(0, 1))
     varied = [name for name, s in zip(routing.experts, spread) if s >= ROUTING_SPREAD]
     status = SUPPORTED if varied else NOT_SUPPORTED
     top = int(means.argmax())
+    expert, most = routing.most_varied()
+    most_text = summary_ci(most) if "low" in most else f"{most['mean']:.3f} (one seed)"
     return Verdict(dataset, status, f"{len(varied)} of {len(routing.experts)} experts have routing weights that "
-                           f"vary across test samples by at least {ROUTING_SPREAD} (std); the largest mean weight is "
-                           f"{means[top]:.2f} ({routing.experts[top]}) - {status}.")
+                           f"vary across test samples by at least {ROUTING_SPREAD} (std); the most varied, {expert}, "
+                           f"by {most_text}; the largest mean weight is {means[top]:.2f} "
+                           f"({routing.experts[top]}) - {status}.")
 
 
 def faithfulness_claim(run: RunOutputs, dataset: str) -> Verdict:

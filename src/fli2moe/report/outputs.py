@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from safetensors.numpy import load_file
+from scipy import stats
 
 from fli2moe.faithfulness import roster_names
 from fli2moe.features import read_manifest
@@ -29,6 +30,25 @@ class Routing:
     """Test-split routing weights of a mixture: weights [seeds, N, E], one name per expert."""
     weights: np.ndarray
     experts: list[str]
+
+    def spread(self) -> np.ndarray:
+        """[seeds, E]: each expert's routing-weight standard deviation across the test samples (ddof 0), per
+        seed: how much the reweighting model varies its weight of that expert from sample to sample."""
+        return self.weights.std(axis=1)
+
+    def most_varied(self, level: float = 0.95) -> tuple[str, dict]:
+        """The expert whose weight varies most across samples (largest mean spread over seeds) and its spread as
+        a headline figure: {mean, std, seeds} over seeds and, with 2 or more seeds, low and high, the
+        Student-t interval over seeds, mean +- t_{S-1} std / sqrt(S) (the samples are the same in every seed;
+        what varies is the trained model)."""
+        spread = self.spread()  # [S, E]
+        e = int(spread.mean(0).argmax())
+        values, S = spread[:, e], spread.shape[0]
+        figure = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if S > 1 else 0.0, "seeds": S}
+        if S > 1:
+            half = float(stats.t.ppf((1 + level) / 2, S - 1) * figure["std"] / np.sqrt(S))
+            figure |= {"low": figure["mean"] - half, "high": figure["mean"] + half}
+        return self.experts[e], figure
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ by relative paths, so the folder opens anywhere (and renders on GitHub as report
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 
 from fli2moe.report.claims import Verdict
@@ -59,7 +60,9 @@ def markdown(title: str, intro: str, sections: list[Section]) -> str:
 
 
 def page(title: str, intro: str, sections: list[Section]) -> str:
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>", verdict_table(sections).html(), "<ol>"]
+    # The intro's markdown links, [text](href), become links; everything else is escaped first.
+    linked = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', html.escape(intro))
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{linked}</p>", verdict_table(sections).html(), "<ol>"]
     body += [f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections)] + ["</ol>"]
     for i, section in enumerate(sections):
         body += [f'<h2 id="s{i}">{html.escape(section.title)}</h2>',

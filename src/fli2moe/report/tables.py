@@ -119,7 +119,7 @@ def routing_table(run: RunOutputs, dataset: str) -> Table:
             continue
         w = routing.weights  # [seeds, N, E]
         for e, expert in enumerate(routing.experts):
-            rows.append([model, expert, number(w[..., e].mean()), number(w[..., e].std(axis=1).mean()),
+            rows.append([model, expert, number(w[..., e].mean()), number(routing.spread()[:, e].mean()),
                          number((w.argmax(-1) == e).mean())])
     return Table(f"{dataset}: routing weights on the test split",
                  ["model", "expert", "mean weight", "std across samples", "share of samples where top"], rows,
