@@ -68,19 +68,19 @@ def baseline_vectors(model, split: SplitTensors, kind: str, batch_size: int = 25
         raise ValueError(f"explain.baseline must be one of {list(BASELINES)}, got {kind!r}")
     weight = next(model.parameters())
     ids = modality_ids(model).to(weight.device)  # [T]
-    T, H, M = len(ids), model.front.width, len(model.modality_slices)
+    T, W, M = len(ids), model.front.width, len(model.modality_slices)
     if kind == "zero":
-        return torch.zeros(T, H, dtype=weight.dtype, device=weight.device)
-    sums = torch.zeros(M, H, dtype=torch.float64, device=weight.device)
+        return torch.zeros(T, W, dtype=weight.dtype, device=weight.device)
+    sums = torch.zeros(M, W, dtype=torch.float64, device=weight.device)
     counts = torch.zeros(M, dtype=torch.float64, device=weight.device)
     for index in torch.arange(len(split)).split(batch_size):
         tokens, mask, _ = split.batch(index, weight.device)
-        projected, real = model.project(tokens), model.concat_mask(mask)  # [b, T, H], [b, T]
-        per_slot = projected.masked_fill(~real[..., None], 0.0).sum(0).double()  # [T, H]
+        projected, real = model.project(tokens), model.concat_mask(mask)  # [b, T, W], [b, T]
+        per_slot = projected.masked_fill(~real[..., None], 0.0).sum(0).double()  # [T, W]
         sums.index_add_(0, ids, per_slot)
         counts.index_add_(0, ids, real.sum(0).double())
-    means = sums / counts.clamp(min=1)[:, None]  # [M, H]
-    return means[ids].to(weight.dtype)  # [T, H]
+    means = sums / counts.clamp(min=1)[:, None]  # [M, W]
+    return means[ids].to(weight.dtype)  # [T, W]
 
 
 def remove_tokens(projected: Tensor, keep: Tensor, baseline: Tensor, mask: Tensor | None = None) -> Tensor:
