@@ -106,3 +106,28 @@ def test_probe_stage_covers_the_attributed_examples(workspaces):
     result = subprocess.run([sys.executable, str(REPO / "stages" / "probe.py"), "--dataset", "toy", "--model", "dense"],
                             cwd=root, capture_output=True, text=True, env=stage_env())
     assert result.returncode == 2 and "probe.examples" in result.stderr
+
+
+def test_every_explanation_stage_runs_on_the_i2moe_recipe(tmp_path):
+    """The router on encoder tokens widens each projected token (side channels): training, the maps, the probes and
+    the pair ablation all run on it, and the expert maps still add up to the whole map."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["model"].update(hidden=16, heads=2)
+    raw["moe"].update(router_hidden=16, router_input="encoder", router_activation="relu", router_dropout=0.5,
+                      expert_init="shared")
+    raw["train"].update(epochs=2, seeds=[0], batch_size=16, lr=3e-3)
+    raw["attribution"].update(examples=6, random_repeats=2, bootstrap=50, k_percents=[50])
+    raw["probe"].update(examples=4, candidates=2, evaluations=60, bootstrap=50)
+    raw["ablate"].update(budgets=[1], random_repeats=2, permutations=50, bootstrap=50)
+    write_feature_set(tmp_path / "features" / "toy")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    for name in ("train", "attribute", "probe", "ablate"):
+        stage(tmp_path, name, "fl_i2moe")
+    config = json.loads((tmp_path / "checkpoints" / "toy-fl_i2moe" / "config.json").read_text())["config"]
+    assert config["router_input"] == "encoder" and config["expert_init"] == "shared"
+    maps = load_file(tmp_path / "results" / "attribution" / "toy-fl_i2moe" / "seed_0" / "maps.safetensors")
+    assert maps["expert"].shape == (6, 4, 7) and torch.allclose(maps["expert"].sum(1), maps["whole"], atol=1e-6)
+    probe = json.loads((tmp_path / "metrics" / "probe" / "toy-fl_i2moe.json").read_text())
+    assert probe["pairs"] == 4 * 2 * 2 and np.isfinite(probe["mean_abs_sii"]["mean"])
+    ablate = json.loads((tmp_path / "metrics" / "ablate" / "toy-fl_i2moe.json").read_text())
+    assert np.isfinite(ablate["budget_1"]["sii"]["vs_random_candidates"]["difference"])
