@@ -161,7 +161,8 @@ def test_claims_table_without_any_result_says_how_to_get_them():
         claims_markdown(sensitivity_records(), "s", {"cccc": {}})
 
 
-def test_evidence_averages_per_modality_gaps_and_finds_the_subjects_model():
-    assert evidence(SUMMARY, "faithfulness_of_the_expert-wise_attributions", "enrico") == "comp. gap 0.070 ± 0.010"
-    assert evidence(SUMMARY, "task_performance", "enrico") == "FL 0.506 ± 0.010, plain 0.524 ± 0.010"
+def test_evidence_names_each_modalitys_gap_and_finds_the_subjects_model():
+    assert evidence(SUMMARY, "faithfulness_of_the_expert-wise_attributions", "enrico") == \
+        "comp. gap screenshot 0.060 ± 0.010, comp. gap wireframe 0.080 ± 0.010"
+    assert evidence(SUMMARY, "task_performance", "enrico") == "FL accuracy 0.506 ± 0.010, plain accuracy 0.524 ± 0.010"
     assert evidence(SUMMARY, "specificity_of_the_experts", "enrico") == ""

@@ -188,7 +188,7 @@ def queue_commands(name: str, chosen: dict[str, dict]) -> list[list[str]]:
 
 
 # claim (a `verdicts` key of summary.json) -> (label, model or None for the subject's own, summary key) of the
-# headline figures behind its verdict; a key ending in "_" is a prefix whose figures are averaged.
+# headline figures behind its verdict; a key ending in "_" is a prefix: every figure whose key starts with it.
 CLAIM_FIGURES = {
     "task_performance": [("FL", "fl_i2moe", "test_"), ("dense", "dense", "test_"), ("plain", "moe_plain", "test_")],
     "reweighting_model": [("routing std", "fl_i2moe", "routing_std")],
@@ -224,18 +224,11 @@ def evidence(summary: dict, claim: str, subject: str) -> str:
     parts = []
     for label, model, key in CLAIM_FIGURES.get(claim, []):
         entry = models.get(model or subject_model) or {}
-        values = [v for k, v in entry.items() if k.startswith(key)] if key.endswith("_") else \
-            [entry[key]] if key in entry else []
-        if values:
-            parts.append(f"{label} {spread(average(values))}")
+        if key.endswith("_"):  # one figure per matching key, named by what follows the prefix
+            parts += [f"{label} {k.removeprefix(key)} {spread(v)}" for k, v in entry.items() if k.startswith(key)]
+        elif key in entry:
+            parts.append(f"{label} {spread(entry[key])}")
     return ", ".join(parts)
-
-
-def average(figures: list) -> dict:
-    """The mean of several headline figures (one per modality) with the mean of their seed stds."""
-    means = [mean(f) for f in figures]
-    stds = [f.get("std", 0.0) if isinstance(f, dict) else 0.0 for f in figures]
-    return {"mean": sum(means) / len(means), "std": sum(stds) / len(stds)}
 
 
 def spread(figure, signed: bool = False) -> str:
