@@ -244,10 +244,11 @@ def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict]) -> 
     for r in records:  # dvc exp show lists the newest first: keep the first record of each name
         by_name.setdefault(r["name"], r)
     columns = [(e, by_name.get(f"{name}-{e}")) for e in chosen]
-    done = [(e, r) for e, r in columns if r is not None and r["summary"]]
+    done = [(e, r) for e, r in columns if finished(r)]
     if not done:
-        raise ValueError(f"no experiment of set {name!r} has results in `dvc exp show`: queue them with "
-                         f"`python -m fli2moe.experiments queue {name}`, then `dvc queue start -j 1`")
+        raise ValueError(f"no experiment of set {name!r} has results in `dvc exp show` (queued from an earlier "
+                         f"commit? add -A): queue them with `python -m fli2moe.experiments queue {name}`, then "
+                         "`dvc queue start -j 1`")
     rows = {}  # (claim, subject) -> None, in order of first appearance
     for _, r in done:
         for claim, subjects in r["summary"].get("verdicts", {}).items():
@@ -259,7 +260,7 @@ def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict]) -> 
              "mean ± std over the trained seeds (pair-masking: ranked minus random-candidate drop at the smallest "
              "budget). The experiments and what they change (experiments.yaml):", ""]
     lines += [f"- **{e}**: " + (", ".join(f"`{k}={json.dumps(v)}`" for k, v in chosen[e].items()) or "params.yaml")
-              + ("" if r is not None and r["summary"] else f" (no results: {(r['state'] or 'no summary') if r else 'not run'})")
+              + ("" if finished(r) else f" (no results: {(r['state'] or 'no summary') if r else 'not run'})")
               for e, r in columns]
     lines += ["", "| claim | subject | " + " | ".join(e for e, _ in done) + " |",
               "| :-- | :-- |" + " :-- |" * len(done)]
@@ -281,6 +282,12 @@ def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict]) -> 
     if not failing:
         lines.append(f"- none: `{reference[0]}` supports every claim it judges")
     return "\n".join(lines) + "\n"
+
+
+def finished(record: dict | None) -> bool:
+    """A record with results of its own: `dvc exp show` gives a running, queued or failed experiment the
+    metrics of its baseline commit."""
+    return record is not None and bool(record["summary"]) and record["state"] in ("", "Success")
 
 
 def exp_show(flags: list[str]) -> list[dict]:
