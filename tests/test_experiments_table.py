@@ -137,12 +137,11 @@ def sensitivity_records():
         return rev(name * 4, f"s-{name}", summary, PARAMS)
 
     running = run("eeee", "supported", 0.5, 0.5)  # exp show gives a running experiment its baseline's metrics
-    running["data"]["meta"] = {"status": "Running"}
     return experiments([rev("workspace", None, SUMMARY, PARAMS) | {
         "experiments": [{"revs": [run("aaaa", "not supported", 0.012, 0.317)]},
                         {"revs": [run("bbbb", "supported", 0.081, 0.35)]},
                         {"revs": [rev("cccc" * 4, "s-cccc", None, PARAMS)]},
-                        {"revs": [running]}]}])
+                        {"revs": [running], "executor": {"state": "running", "name": "dvc-task"}}]}])
 
 
 def test_claims_table_gives_each_verdict_with_its_figures_and_what_makes_a_failing_claim_hold():
@@ -155,7 +154,7 @@ def test_claims_table_gives_each_verdict_with_its_figures_and_what_makes_a_faili
     assert "Gini 0.317 ± 0.010, dense 0.330 ± 0.010" in rows["concentration"]
     assert "sii@3 -0.500 ± 0.010, rg@3 +0.500 ± 0.010, bii@3 +0.250 ± 0.010" in rows["pair-level masking"]
     assert "- **cccc**: `moe.tau=0.5` (no results: no summary)" in text and "- **dddd**: params.yaml (no results: not run)" in text
-    assert "- **eeee**: `moe.tau=0.25` (no results: Running)" in text and "| claim | subject | aaaa | bbbb |\n" in text
+    assert "- **eeee**: `moe.tau=0.25` (no results: running)" in text and "| claim | subject | aaaa | bbbb |\n" in text
     answers = text.split("## ")[1].splitlines()
     assert "- reweighting model, enrico: supported under bbbb (routing std 0.081 ± 0.010)" in answers
     assert "- concentration, enrico: supported under none of the 1 other settings tried" in answers

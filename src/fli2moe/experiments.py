@@ -46,17 +46,23 @@ VERDICTS = ("supported", "mixed", "not_supported", "inconclusive")
 
 
 def experiments(show: list[dict]) -> list[dict]:
-    """Flatten `dvc exp show --json` into one record per row: name, rev, state, params, summary (or None)."""
+    """Flatten `dvc exp show --json` into one record per row: name, rev, state, params, summary (or None).
+
+    state: an experiment's executor state ("success", "running", "queued", "failed"; DVC 3 puts it beside the
+    revs, under `executor`), "error" for a row DVC could not read, "" for a commit or the workspace.
+    """
     records = []
     for row in show:
-        for entry in [row, *(rev for exp in row.get("experiments") or [] for rev in exp["revs"])]:
+        entries = [(row, None), *((rev, exp.get("executor")) for exp in row.get("experiments") or []
+                                  for rev in exp["revs"])]
+        for entry, executor in entries:
             data = entry.get("data") or {}
             summary = ((data.get("metrics") or {}).get("reports/summary.json") or {}).get("data")
             params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
             rev = entry["rev"]
+            state = (executor or {}).get("state") or (data.get("meta") or {}).get("status") or ""
             records.append({"name": entry.get("name") or (rev if rev == "workspace" else rev[:7]), "rev": rev,
-                            "state": (data.get("meta") or {}).get("status") or ("error" if entry.get("error") else ""),
-                            "params": params, "summary": summary})
+                            "state": "error" if entry.get("error") else state, "params": params, "summary": summary})
     return records
 
 
@@ -247,7 +253,7 @@ def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict]) -> 
     done = [(e, r) for e, r in columns if finished(r)]
     if not done:
         raise ValueError(f"no experiment of set {name!r} has results in `dvc exp show` (queued from an earlier "
-                         f"commit? add -A): queue them with `python -m fli2moe.experiments queue {name}`, then "
+                         f"commit? add -A or --rev): queue them with `python -m fli2moe.experiments queue {name}`, then "
                          "`dvc queue start -j 1`")
     rows = {}  # (claim, subject) -> None, in order of first appearance
     for _, r in done:
@@ -287,7 +293,7 @@ def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict]) -> 
 def finished(record: dict | None) -> bool:
     """A record with results of its own: `dvc exp show` gives a running, queued or failed experiment the
     metrics of its baseline commit."""
-    return record is not None and bool(record["summary"]) and record["state"] in ("", "Success")
+    return record is not None and bool(record["summary"]) and record["state"].lower() in ("", "success")
 
 
 def exp_show(flags: list[str]) -> list[dict]:
@@ -308,6 +314,7 @@ def sets_main(argv: list[str]) -> int:
     table.add_argument("set")
     table.add_argument("-o", "--output", type=Path, help="write the table here (atomically) instead of printing it")
     table.add_argument("-A", "--all-commits", action="store_true", help="look at every commit's experiments")
+    table.add_argument("--rev", help="look at the experiments of this commit (the one they were queued from)")
     args = parser.parse_args(argv)
     try:
         chosen = experiment_set(args.set)
@@ -317,7 +324,8 @@ def sets_main(argv: list[str]) -> int:
                 if not args.dry_run:
                     subprocess.run(command, check=True)
             return 0
-        text = claims_markdown(exp_show(["-A"] if args.all_commits else []), args.set, chosen)
+        flags = (["-A"] if args.all_commits else []) + (["--rev", args.rev] if args.rev else [])
+        text = claims_markdown(exp_show(flags), args.set, chosen)
     except (ParamsError, ValueError, RuntimeError, subprocess.CalledProcessError) as e:
         print(f"experiments: {e}", file=sys.stderr)
         return 2
