@@ -113,6 +113,9 @@ def test_queued_experiments_run_their_own_code_and_share_the_run_cache(repo, ven
     cells = masking.split(" | ")[2:]
     assert [c.split(" (")[0] for c in cells] == verdicts
     assert all(f"bii@1 {gain:+.3f} ± " in cell for gain, cell in zip(gains, cells))
+    # ... and the record that lets a clone without these experiment refs rebuild it.
+    kept = json.loads((repo / "reports" / "toy.json").read_text())["experiments"]
+    assert {e: r["summary"] for e, r in kept.items()} == {e: shown[f"toy-{e}"] for e in ("wd", "wd-probe")}
 
 
 def test_every_declared_plot_renders(repo, venv_env):

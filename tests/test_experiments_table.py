@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from fli2moe.experiments import (changed_params, claims_markdown, evidence, experiment_set, experiments, figures, main,
-                                 overridden, queue_commands, render, verdict_table)
+                                 overridden, queue_commands, render, set_results, verdict_table)
 from fli2moe.validation import ParamsError
 
 
@@ -170,3 +170,59 @@ def test_evidence_names_each_modalitys_gap_and_finds_the_subjects_model():
         "comp. gap screenshot 0.060 ± 0.010, comp. gap wireframe 0.080 ± 0.010"
     assert evidence(SUMMARY, "task_performance", "enrico") == "FL accuracy 0.506 ± 0.010, plain accuracy 0.524 ± 0.010"
     assert evidence(SUMMARY, "specificity_of_the_experts", "enrico") == ""
+
+
+def test_recorded_results_fill_in_what_exp_show_lacks_and_never_outrank_a_fresh_one():
+    chosen = {"aaaa": {"datasets": ["enrico"]}, "bbbb": {"moe.tau": 1.0}, "cccc": {"moe.tau": 0.5},
+              "eeee": {"moe.tau": 0.25}}
+    live = sensitivity_records()
+    by_name = {r["name"]: r for r in live}
+    old = {**by_name["s-bbbb"], "rev": "9" * 16, "summary": {**by_name["s-bbbb"]["summary"], "marker": 1}}
+    kept = {"bbbb": old | {"overrides": {"moe.tau": 1.0}}, "cccc": by_name["s-aaaa"] | {"overrides": {"moe.tau": 0.5}},
+            "eeee": by_name["s-aaaa"] | {"overrides": {"moe.tau": 0.3}}}
+    columns = dict(set_results(live, "s", chosen, kept))
+    assert columns["aaaa"] is by_name["s-aaaa"]  # nothing recorded: exp show's
+    assert columns["bbbb"] is by_name["s-bbbb"]  # exp show's finished result beats the recorded one
+    assert columns["cccc"]["overrides"] == {"moe.tau": 0.5}  # exp show has no summary for it: the record's
+    assert columns["eeee"]["state"] == "running"  # recorded under other overrides: not this experiment's result
+    assert "- **cccc**: `moe.tau=0.5` (experiment aaaaaaa of commit workspa)" in claims_markdown(live, "s", chosen, kept)
+
+
+def test_a_fresh_clone_rebuilds_the_table_from_the_record_and_adds_new_results(tmp_path, monkeypatch):
+    (tmp_path / "experiments.yaml").write_text("s: {aaaa: {datasets: [enrico]}, bbbb: {moe.tau: 1.0}}")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "reports").mkdir()
+    monkeypatch.chdir(tmp_path)
+    live = [r for r in sensitivity_records() if r["name"] != "s-bbbb"]
+    monkeypatch.setattr("fli2moe.experiments.exp_show", lambda flags: live)
+    assert main(["claims", "s", "-o", "reports/s.md"]) == 0
+    first = (tmp_path / "reports" / "s.md").read_text()
+    kept = json.loads((tmp_path / "reports" / "s.json").read_text())
+    assert list(kept["experiments"]) == ["aaaa"]
+    assert kept["experiments"]["aaaa"]["summary"] == next(r for r in live if r["name"] == "s-aaaa")["summary"]
+
+    monkeypatch.setattr("fli2moe.experiments.exp_show", lambda flags: [])  # a fresh clone: no experiment refs
+    assert main(["claims", "s", "-o", "reports/s.md"]) == 0
+    assert (tmp_path / "reports" / "s.md").read_text() == first
+
+    monkeypatch.setattr("fli2moe.experiments.exp_show", lambda flags: sensitivity_records())  # bbbb ran there
+    assert main(["claims", "s", "-o", "reports/s.md"]) == 0
+    assert "| claim | subject | aaaa | bbbb |" in (tmp_path / "reports" / "s.md").read_text()
+    assert list(json.loads((tmp_path / "reports" / "s.json").read_text())["experiments"]) == ["aaaa", "bbbb"]
+
+
+@pytest.mark.parametrize("text, message", [("{", "Expecting property name"), ('{"set": "t", "experiments": {}}',
+                                           "it records set 't'"), ('{"set": "s"}', "'experiments'"),
+                                           ('{"set": "s", "experiments": {"aaaa": {"rev": "x"}}}', "'baseline'")])
+def test_a_broken_record_is_refused_naming_the_file_and_nothing_is_written(tmp_path, monkeypatch, capsys, text,
+                                                                           message):
+    (tmp_path / "experiments.yaml").write_text("s: {aaaa: {datasets: [enrico]}}")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "s.json").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("fli2moe.experiments.exp_show", lambda flags: sensitivity_records())
+    assert main(["claims", "s", "-o", "reports/s.md"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "reports/s.json: not a record of experiment set 's'" in error and message in error
+    assert not (tmp_path / "reports" / "s.md").exists() and (tmp_path / "reports" / "s.json").read_text() == text

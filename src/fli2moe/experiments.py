@@ -17,6 +17,11 @@ with their state.
 claim and subject and one column per experiment: the verdict of the report's rule and the headline figure
 behind it (mean ± seed std), then, for each claim the set's first experiment does not support, the experiments
 that do. Nothing in it is typed by hand: rerun the command after the experiments to refresh it.
+With `-o reports/<set>.md` it also keeps the results it tabled in `reports/<set>.json` (each experiment's rev,
+baseline commit, overrides and summary.json) and reads them back next time: experiment refs are local to one
+clone, so without the record a fresh clone could neither rebuild the committed table nor add one experiment to it
+without re-running the others. A recorded result is used only while its overrides are still the set's, and only
+when `dvc exp show` has no finished result of that name.
 """
 
 from __future__ import annotations
@@ -50,19 +55,22 @@ def experiments(show: list[dict]) -> list[dict]:
 
     state: an experiment's executor state ("success", "running", "queued", "failed"; DVC 3 puts it beside the
     revs, under `executor`), "error" for a row DVC could not read, "" for a commit or the workspace.
+    baseline: the commit an experiment was run from ("" for a commit or the workspace).
     """
     records = []
     for row in show:
         entries = [(row, None), *((rev, exp.get("executor")) for exp in row.get("experiments") or []
                                   for rev in exp["revs"])]
         for entry, executor in entries:
+            baseline = "" if entry is row else row["rev"]
             data = entry.get("data") or {}
             summary = ((data.get("metrics") or {}).get("reports/summary.json") or {}).get("data")
             params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
             rev = entry["rev"]
             state = (executor or {}).get("state") or (data.get("meta") or {}).get("status") or ""
             records.append({"name": entry.get("name") or (rev if rev == "workspace" else rev[:7]), "rev": rev,
-                            "state": "error" if entry.get("error") else state, "params": params, "summary": summary})
+                            "baseline": baseline, "state": "error" if entry.get("error") else state,
+                            "params": params, "summary": summary})
     return records
 
 
@@ -243,30 +251,47 @@ def spread(figure, signed: bool = False) -> str:
     return f"{text} ± {figure['std']:.3f}" if isinstance(figure, dict) and "std" in figure else text
 
 
-def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict]) -> str:
-    """The markdown table of set `name` (module docstring). Raises ValueError when no experiment of the set has
-    a summary in `records`."""
-    by_name = {}
-    for r in records:  # dvc exp show lists the newest first: keep the first record of each name
-        by_name.setdefault(r["name"], r)
-    columns = [(e, by_name.get(f"{name}-{e}")) for e in chosen]
+def set_results(records: list[dict], name: str, chosen: dict[str, dict],
+                recorded: dict[str, dict] | None = None) -> list[tuple[str, dict | None]]:
+    """(experiment, record) for each experiment of set `name`, in the set's order: the newest finished record
+    of `<name>-<experiment>` in `records` (`dvc exp show` lists the newest first), else the `recorded` result
+    (see `read_record`) when its overrides are still `chosen[experiment]`, else the newest unfinished record (for
+    its state), else None."""
+    out = []
+    for e, overrides in chosen.items():
+        mine = [r for r in records if r["name"] == f"{name}-{e}"]
+        kept = (recorded or {}).get(e)
+        if kept is not None and kept.get("overrides") != overrides:
+            kept = None  # the set changed since: that result answers another question
+        out.append((e, next((r for r in mine if finished(r)), None) or kept or next(iter(mine), None)))
+    return out
+
+
+def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict],
+                    recorded: dict[str, dict] | None = None) -> str:
+    """The markdown table of set `name` (module docstring) from `records` and the `recorded` results (see
+    `set_results`). Raises ValueError when no experiment of the set has a result."""
+    columns = set_results(records, name, chosen, recorded)
     done = [(e, r) for e, r in columns if finished(r)]
     if not done:
-        raise ValueError(f"no experiment of set {name!r} has results in `dvc exp show` (queued from an earlier "
-                         f"commit? add -A or --rev): queue them with `python -m fli2moe.experiments queue {name}`, then "
-                         "`dvc queue start -j 1`")
+        raise ValueError(f"no experiment of set {name!r} has results in `dvc exp show` or its record (queued from "
+                         f"an earlier commit? add -A or --rev): queue them with `python -m fli2moe.experiments queue "
+                         f"{name}`, then `dvc queue start -j 1`")
     rows = {}  # (claim, subject) -> None, in order of first appearance
     for _, r in done:
         for claim, subjects in r["summary"].get("verdicts", {}).items():
             for subject in subjects:
                 rows.setdefault((claim, subject), None)
     lines = [f"# Verdicts across the `{name}` experiments", "",
-             f"Made by `python -m fli2moe.experiments claims {name}` from `dvc exp show --json`: each cell is the "
+             f"Made by `python -m fli2moe.experiments claims {name}` from `dvc exp show --json` and the results "
+             f"it recorded earlier (`{name}.json` beside this file; each experiment below names its run): each cell "
+             "is the "
              "verdict of the report's rule for that claim (reports/report.md) and the headline figures behind it, "
              "mean ± std over the trained seeds (pair-masking: ranked minus random-candidate drop at the smallest "
              "budget). The experiments and what they change (experiments.yaml):", ""]
     lines += [f"- **{e}**: " + (", ".join(f"`{k}={json.dumps(v)}`" for k, v in chosen[e].items()) or "params.yaml")
-              + ("" if finished(r) else f" (no results: {(r['state'] or 'no summary') if r else 'not run'})")
+              + (f" (experiment {r['rev'][:7]} of commit {r['baseline'][:7]})" if finished(r) else
+                 f" (no results: {(r['state'] or 'no summary') if r else 'not run'})")
               for e, r in columns]
     lines += ["", "| claim | subject | " + " | ".join(e for e, _ in done) + " |",
               "| :-- | :-- |" + " :-- |" * len(done)]
@@ -288,6 +313,29 @@ def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict]) -> 
     if not failing:
         lines.append(f"- none: `{reference[0]}` supports every claim it judges")
     return "\n".join(lines) + "\n"
+
+
+def record(columns: list[tuple[str, dict | None]], name: str, chosen: dict[str, dict]) -> dict:
+    """The JSON kept beside a set's table: {"set": name, "experiments": {experiment: {rev, baseline, overrides,
+    summary}}} for each finished experiment of `columns` (`set_results`)."""
+    return {"set": name, "experiments": {e: {"rev": r["rev"], "baseline": r["baseline"], "overrides": chosen[e],
+                                             "summary": r["summary"]} for e, r in columns if finished(r)}}
+
+
+def read_record(path: Path, name: str) -> dict[str, dict]:
+    """{experiment: record} of the set's record file (`record`) at `path`, each as `experiments` shapes a
+    finished one; {} when there is no file. ValueError naming the file when it is not such a record of set `name`."""
+    if not path.exists():
+        return {}
+    try:
+        kept = json.loads(path.read_text())
+        if kept["set"] != name:
+            raise ValueError(f"it records set {kept['set']!r}")
+        return {e: {"name": f"{name}-{e}", "rev": str(r["rev"]), "baseline": str(r["baseline"]), "state": "success",
+                    "overrides": dict(r["overrides"]), "params": {}, "summary": dict(r["summary"])}
+                for e, r in kept["experiments"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: not a record of experiment set {name!r} ({e}); move it away to start afresh") from e
 
 
 def finished(record: dict | None) -> bool:
@@ -312,7 +360,8 @@ def sets_main(argv: list[str]) -> int:
     queue.add_argument("--dry-run", action="store_true", help="print the dvc commands instead of running them")
     table = commands.add_parser("claims", help="claim x experiment -> verdict and figures, as markdown")
     table.add_argument("set")
-    table.add_argument("-o", "--output", type=Path, help="write the table here (atomically) instead of printing it")
+    table.add_argument("-o", "--output", type=Path, help="write the table here and its results beside it as .json "
+                       "(atomically; read back next time) instead of printing it")
     table.add_argument("-A", "--all-commits", action="store_true", help="look at every commit's experiments")
     table.add_argument("--rev", help="look at the experiments of this commit (the one they were queued from)")
     args = parser.parse_args(argv)
@@ -324,16 +373,22 @@ def sets_main(argv: list[str]) -> int:
                 if not args.dry_run:
                     subprocess.run(command, check=True)
             return 0
+        kept_at = args.output.with_suffix(".json") if args.output is not None else None
+        recorded = read_record(kept_at, args.set) if kept_at is not None else {}
         flags = (["-A"] if args.all_commits else []) + (["--rev", args.rev] if args.rev else [])
-        text = claims_markdown(exp_show(flags), args.set, chosen)
+        records = exp_show(flags)
+        text = claims_markdown(records, args.set, chosen, recorded)
     except (ParamsError, ValueError, RuntimeError, subprocess.CalledProcessError) as e:
         print(f"experiments: {e}", file=sys.stderr)
         return 2
     if args.output is None:
         print(text, end="")
-    else:
-        with atomic_open(args.output) as f:
-            f.write(text)
+        return 0
+    with atomic_open(kept_at) as f:
+        json.dump(record(set_results(records, args.set, chosen, recorded), args.set, chosen), f, indent=1)
+        f.write("\n")
+    with atomic_open(args.output) as f:
+        f.write(text)
     return 0
 
 
