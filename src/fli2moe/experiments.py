@@ -284,11 +284,10 @@ def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict],
                 rows.setdefault((claim, subject), None)
     lines = [f"# Verdicts across the `{name}` experiments", "",
              f"Made by `python -m fli2moe.experiments claims {name}` from `dvc exp show --json` and the results "
-             f"it recorded earlier (`{name}.json` beside this file; each experiment below names its run): each cell "
-             "is the "
-             "verdict of the report's rule for that claim (reports/report.md) and the headline figures behind it, "
-             "mean ± std over the trained seeds (pair-masking: ranked minus random-candidate drop at the smallest "
-             "budget). The experiments and what they change (experiments.yaml):", ""]
+             f"it recorded earlier (`{name}.json` beside this file; each experiment below names its run): each "
+             "cell is the verdict of the report's rule for that claim (reports/report.md) and the headline figures "
+             "behind it, mean ± std over the trained seeds (pair-masking: ranked minus random-candidate drop at the "
+             "smallest budget). The experiments and what they change (experiments.yaml):", ""]
     lines += [f"- **{e}**: " + (", ".join(f"`{k}={json.dumps(v)}`" for k, v in chosen[e].items()) or "params.yaml")
               + (f" (experiment {r['rev'][:7]} of commit {r['baseline'][:7]})" if finished(r) else
                  f" (no results: {(r['state'] or 'no summary') if r else 'not run'})")
