@@ -147,7 +147,7 @@ def sensitivity_records():
 def test_claims_table_gives_each_verdict_with_its_figures_and_what_makes_a_failing_claim_hold():
     chosen = {"aaaa": {"datasets": ["enrico"]}, "bbbb": {"moe.tau": 1.0}, "cccc": {"moe.tau": 0.5}, "dddd": {},
               "eeee": {"moe.tau": 0.25}}
-    text = claims_markdown(sensitivity_records(), "s", chosen)
+    text = claims_markdown(set_results(sensitivity_records(), "s", chosen), "s", chosen)
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert rows["reweighting model"] == ("| reweighting model | enrico | not supported (routing std 0.012 ± 0.010) "
                                          "| supported (routing std 0.081 ± 0.010) |")
@@ -162,7 +162,7 @@ def test_claims_table_gives_each_verdict_with_its_figures_and_what_makes_a_faili
 
 def test_claims_table_without_any_result_says_how_to_get_them():
     with pytest.raises(ValueError, match="queue them with `python -m fli2moe.experiments queue s`"):
-        claims_markdown(sensitivity_records(), "s", {"cccc": {}})
+        claims_markdown(set_results(sensitivity_records(), "s", {"cccc": {}}), "s", {"cccc": {}})
 
 
 def test_evidence_names_each_modalitys_gap_and_finds_the_subjects_model():
@@ -185,7 +185,8 @@ def test_recorded_results_fill_in_what_exp_show_lacks_and_never_outrank_a_fresh_
     assert columns["bbbb"] is by_name["s-bbbb"]  # exp show's finished result beats the recorded one
     assert columns["cccc"]["overrides"] == {"moe.tau": 0.5}  # exp show has no summary for it: the record's
     assert columns["eeee"]["state"] == "running"  # recorded under other overrides: not this experiment's result
-    assert "- **cccc**: `moe.tau=0.5` (experiment aaaaaaa of commit workspa)" in claims_markdown(live, "s", chosen, kept)
+    text = claims_markdown(set_results(live, "s", chosen, kept), "s", chosen)
+    assert "- **cccc**: `moe.tau=0.5` (experiment aaaaaaa of commit workspa)" in text
 
 
 def test_a_fresh_clone_rebuilds_the_table_from_the_record_and_adds_new_results(tmp_path, monkeypatch):

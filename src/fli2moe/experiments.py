@@ -267,11 +267,9 @@ def set_results(records: list[dict], name: str, chosen: dict[str, dict],
     return out
 
 
-def claims_markdown(records: list[dict], name: str, chosen: dict[str, dict],
-                    recorded: dict[str, dict] | None = None) -> str:
-    """The markdown table of set `name` (module docstring) from `records` and the `recorded` results (see
-    `set_results`). Raises ValueError when no experiment of the set has a result."""
-    columns = set_results(records, name, chosen, recorded)
+def claims_markdown(columns: list[tuple[str, dict | None]], name: str, chosen: dict[str, dict]) -> str:
+    """The markdown table of set `name` (module docstring) from its `set_results`. Raises ValueError when no
+    experiment of the set has a result."""
     done = [(e, r) for e, r in columns if finished(r)]
     if not done:
         raise ValueError(f"no experiment of set {name!r} has results in `dvc exp show` or its record (queued from "
@@ -375,8 +373,8 @@ def sets_main(argv: list[str]) -> int:
         kept_at = args.output.with_suffix(".json") if args.output is not None else None
         recorded = read_record(kept_at, args.set) if kept_at is not None else {}
         flags = (["-A"] if args.all_commits else []) + (["--rev", args.rev] if args.rev else [])
-        records = exp_show(flags)
-        text = claims_markdown(records, args.set, chosen, recorded)
+        columns = set_results(exp_show(flags), args.set, chosen, recorded)
+        text = claims_markdown(columns, args.set, chosen)
     except (ParamsError, ValueError, RuntimeError, subprocess.CalledProcessError) as e:
         print(f"experiments: {e}", file=sys.stderr)
         return 2
@@ -384,7 +382,7 @@ def sets_main(argv: list[str]) -> int:
         print(text, end="")
         return 0
     with atomic_open(kept_at) as f:
-        json.dump(record(set_results(records, args.set, chosen, recorded), args.set, chosen), f, indent=1)
+        json.dump(record(columns, args.set, chosen), f, indent=1)
         f.write("\n")
     with atomic_open(args.output) as f:
         f.write(text)
