@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from fli2moe.interactions import (Estimate, contexts_for_budget, cross_pairs, exact, montecarlo, screen_and_refine,
-                                  screen_and_refine_plan)
+from fli2moe import interactions
+from fli2moe.interactions import (ContextSettings, Estimate, MultilinearSurrogate, _inclusion,
+                                  contexts_for_budget, cross_pairs, exact, fit_surrogate, montecarlo,
+                                  screen_and_refine, screen_and_refine_plan)
 
 # Interleaved modalities so that pair bookkeeping cannot rely on contiguous blocks.
 MODALITY = torch.tensor([0, 1, 1, 0, 0, 1])
@@ -344,58 +346,165 @@ def test_montecarlo_rejects_pairs_that_are_not_distinct_cross_pairs(pairs, messa
         montecarlo(lambda c: torch.zeros(len(c)), modality, 4, 0, pairs=torch.as_tensor(pairs))
 
 
-def test_screen_and_refine_intervals_of_the_contenders_are_calibrated():
-    # The contenders are chosen by the screen's noisy estimates, so pooling the screen's samples into theirs
-    # would overstate them (the winner's curse). Their estimates come from fresh contexts only: over 200
-    # seeds on a 12-player game, their 95% intervals cover the exact SII in 0.92-0.99 of the cases (measured
-    # 0.96), and their mean error is within 4 SE of 0, while the screen's own estimates of the same chosen
-    # pairs sit above the exact values (the selection bias that refinement removes).
+def polynomial_game(n: int, seed: int, terms: int = 12):
+    """A sparse multilinear game of degree <= 3: `MultilinearSurrogate` with (at most) `terms` random terms per degree."""
+    g = torch.Generator().manual_seed(seed)
+    chosen = tuple(torch.combinations(torch.arange(n), d)[torch.randperm(math.comb(n, d), generator=g)[:terms]]
+                   for d in (1, 2, 3))
+    return MultilinearSurrogate(n, 0.5, chosen, tuple(torch.randn(len(t), generator=g, dtype=torch.float64)
+                                                      for t in chosen))
+
+
+@pytest.mark.parametrize("name, rg_keep", [("sii", 1.0), ("bii", 1.0), ("rg", 0.3), ("rg", 0.0)])
+def test_surrogate_index_is_exact(name, rg_keep):
+    # The closed form of `expected_derivative` against the enumeration of every context of the same game.
+    modality = torch.tensor([0, 1, 1, 0, 0, 1, 0, 1])
+    surrogate = polynomial_game(len(modality), seed=3)
+    truth = exact(surrogate, modality, indices=(name,), rg_keep=rg_keep)[name].value
+    index = interactions.INDICES[name]
+    inclusion = _inclusion(index, len(modality), ContextSettings(rg_keep, "owen"))
+    torch.testing.assert_close(index.sign * surrogate.expected_derivative(cross_pairs(modality), inclusion), truth)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fit_surrogate_recovers_a_sparse_game_from_few_coalitions(seed):
+    # 12 terms per degree among 16 + 120 + 560, from 600 random coalitions of 2^16: the pairs' SII (their
+    # coefficients) to within 15% of their norm (measured 5-8%).
+    n = 16
+    game = polynomial_game(n, seed)
+    generator = torch.Generator().manual_seed(seed)
+    coalitions = torch.rand(600, n, generator=generator) < torch.rand(600, 1, generator=generator)
+    pairs = cross_pairs(torch.tensor([0] * 8 + [1] * 8))
+    truth = game.expected_derivative(pairs, 0.5)
+    error = fit_surrogate(coalitions, game(coalitions)).expected_derivative(pairs, 0.5) - truth
+    assert error.norm() < 0.15 * truth.norm(), (error.norm() / truth.norm()).item()
+
+
+def spy_surrogates(monkeypatch) -> list:
+    """Every surrogate `screen_and_refine` fits, in order."""
+    fitted = []
+
+    def spy(*args, **kwargs):
+        fitted.append(fit_surrogate(*args, **kwargs))
+        return fitted[-1]
+
+    monkeypatch.setattr(interactions, "fit_surrogate", spy)
+    return fitted
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_screen_and_refine_intervals_of_the_contenders_are_calibrated(monkeypatch, structured):
+    # The surrogate's values are biased (the Lasso shrinks them, and the contenders are the pairs it ranks
+    # highest); the contenders' estimates add the residual game's Monte Carlo estimate on contexts drawn after
+    # the fit: over 200 seeds on a 12-player game, with no structure to fit (a random table) or some (a table
+    # plus a sparse polynomial), their 95% intervals cover the exact SII in 0.92-0.99 of the cases (measured
+    # 0.97, 0.98) and their mean error is within 4 SE of 0, where the surrogate's own is not (structured game).
     n, modality = 12, torch.tensor([0] * 6 + [1] * 6)
-    game, _ = table_game(n, seed=5)
+    table, _ = table_game(n, seed=5)
+    polynomial = polynomial_game(n, seed=5)
+    game = (lambda c: table(c) + 4 * polynomial(c)) if structured else table
     truth = exact(game, modality, indices=("sii",))["sii"].value
-    hits, errors, screen_errors = [], [], []
+    fitted = spy_surrogates(monkeypatch)
+    hits, errors, surrogate_errors = [], [], []
     for seed in range(200):
-        result = screen_and_refine(game, modality, 1200, seed, indices=("sii",), contenders=6)
+        result = screen_and_refine(game, modality, 1200, seed, indices=("sii",), contenders=4)
+        assert 0.8 * 1200 <= result.evaluations <= 1200  # at n = 12 refinement contexts repeat (q near 0 or 1)
         sii = result["sii"]
-        assert int(sii.refined.sum()) == 6
-        low, high = sii.interval()
         chosen = sii.refined
+        assert int(chosen.sum()) == 4
+        low, high = sii.interval()
         hits.append((low[chosen] <= truth[chosen]) & (truth[chosen] <= high[chosen]))
         errors.append(sii.value[chosen] - truth[chosen])
-        contexts, refine_budget = screen_and_refine_plan(modality, 1200, indices=("sii",), contenders=6)
-        screen_seed = int(np.random.SeedSequence(seed).generate_state(2)[0])
-        screened = montecarlo(game, modality, contexts, screen_seed, indices=("sii",), scheme="owen")
-        assert result.evaluations - screened.evaluations <= refine_budget  # the refinement never overspends
-        screen = screened["sii"]
-        assert torch.equal(screen.value[~chosen], sii.value[~chosen])  # the others keep their screen estimate
-        screen_errors.append(screen.value[chosen] - truth[chosen])
+        prior = fitted[-1].expected_derivative(result.pairs, 0.5)
+        assert torch.equal(prior[~chosen], sii.value[~chosen])  # the others keep the surrogate's value ...
+        assert sii.se[~chosen].isnan().all() and (sii.samples[~chosen] == 0).all()  # ... and have no interval
+        surrogate_errors.append(prior[chosen] - truth[chosen])
     coverage = torch.cat(hits).double().mean().item()
     assert 0.92 <= coverage <= 0.99, coverage
-    errors, screen_errors = torch.cat(errors), torch.cat(screen_errors)
+    errors, surrogate_errors = torch.cat(errors), torch.cat(surrogate_errors)
     assert errors.mean().abs() <= 4 * errors.std() / len(errors) ** 0.5
-    assert screen_errors.mean() > 4 * screen_errors.std() / len(screen_errors) ** 0.5
+    if structured:
+        assert surrogate_errors.mean().abs() > 4 * surrogate_errors.std() / len(surrogate_errors) ** 0.5
+
+
+def test_screen_and_refine_surrogate_cuts_the_contenders_error_where_it_fits():
+    # A sparse degree-3 game plus a little unstructured noise: the surrogate fits most of it, so the residual
+    # that the refinement samples is small. Over 20 seeds at 2000 evaluations the contenders' mean squared error
+    # is under 5% of plain owen Monte Carlo's at the same budget on the same pairs (measured 0.7%).
+    n, modality = 16, torch.tensor([0] * 8 + [1] * 8)
+    polynomial, (table, _) = polynomial_game(n, seed=7), table_game(n, seed=7)
+    game = lambda c: polynomial(c) + 0.1 * table(c)  # noqa: E731
+    truth = exact(game, modality, indices=("sii",))["sii"].value
+    num_contexts = contexts_for_budget(modality, 2000, indices=("sii",), scheme="owen")
+    refined_errors, owen_errors = [], []
+    for seed in range(20):
+        sii = screen_and_refine(game, modality, 2000, seed, indices=("sii",), contenders=8)["sii"]
+        owen = montecarlo(game, modality, num_contexts, seed, indices=("sii",), scheme="owen")["sii"]
+        refined_errors.append(sii.value[sii.refined] - truth[sii.refined])
+        owen_errors.append(owen.value[sii.refined] - truth[sii.refined])
+    assert torch.cat(refined_errors).pow(2).mean() < 0.05 * torch.cat(owen_errors).pow(2).mean()
+
+
+def test_screen_and_refine_finds_a_planted_synergy_pair_more_often_than_owen():
+    # Two modalities of 8 tokens: a unique token per modality, an OR-redundant pair (SII -1), an AND-synergy pair
+    # (SII +1) and a random table of weight 1 (noise in every pair's SII). Over 60 seeds at 1000 evaluations the
+    # synergy pair ranks first more often than under plain owen Monte Carlo at the same budget (measured 0.83
+    # against 0.35); it does so because at most an eighth of the pairs is refined (0.40 with 32 of 64).
+    n, modality = 16, torch.tensor([0] * 8 + [1] * 8)
+    table, _ = table_game(n, seed=11)
+
+    def game(c: torch.Tensor) -> torch.Tensor:
+        planted = c[:, 0].double() + c[:, 8] + (c[:, 1] | c[:, 9]).double() + (c[:, 2] & c[:, 10]).double()
+        return planted + table(c)
+
+    pairs = cross_pairs(modality)
+    synergy = int(((pairs[:, 0] == 2) & (pairs[:, 1] == 10)).nonzero())
+    num_contexts = contexts_for_budget(modality, 1000, indices=("sii",), scheme="owen")
+    found = {"screen_and_refine": 0, "owen": 0}
+    for seed in range(60):
+        refined = screen_and_refine(game, modality, 1000, seed, indices=("sii",))["sii"]
+        owen = montecarlo(game, modality, num_contexts, seed, indices=("sii",), scheme="owen")["sii"]
+        found["screen_and_refine"] += int(refined.ranking_score().argmax()) == synergy
+        found["owen"] += int(owen.value.argmax()) == synergy
+    assert found["screen_and_refine"] >= found["owen"], found
+
+
+def test_screen_and_refine_refines_at_most_an_eighth_of_the_pairs():
+    modality = torch.tensor([0] * 6 + [1] * 6)  # 36 cross pairs: at most 5 refined
+    game, _ = table_game(12, seed=2)
+    assert int(screen_and_refine(game, modality, 1200, 0, indices=("sii",), contenders=32)["sii"].refined.sum()) == 5
+    assert int(screen_and_refine(game, modality, 1200, 0, indices=("sii",), contenders=3)["sii"].refined.sum()) == 3
 
 
 def test_screen_and_refine_spends_its_budget_and_leaves_exact_indices_alone():
     n, modality = 16, torch.tensor([0] * 8 + [1] * 8)
     game, _ = table_game(n, seed=6)
     used = [screen_and_refine(game, modality, 3000, seed, contenders=8).evaluations for seed in range(10)]
-    assert 0.85 * 3000 <= np.mean(used) <= 1.15 * 3000, np.mean(used)
+    assert 0.85 * 3000 <= min(used) and max(used) <= 3000, used
     result = screen_and_refine(game, modality, 3000, 0, contenders=8)
-    assert result["rg"].refined is None  # rg_keep = 1: RG is exact from the screen's 1 + n + P coalitions
+    assert result["rg"].refined is None  # rg_keep = 1: RG is exact from 1 + n + P coalitions
     torch.testing.assert_close(result["rg"].value, exact(game, modality, indices=("rg",))["rg"].value)
     sii = result["sii"]
-    assert (sii.samples[sii.refined] > 2 * sii.samples[~sii.refined].max()).all()  # 63 against 25
+    assert (sii.samples[sii.refined] >= 2).all() and (sii.samples[~sii.refined] == 0).all()
     again = screen_and_refine(game, modality, 3000, 0, contenders=8)["sii"]
     assert torch.equal(again.value, sii.value) and torch.equal(again.refined, sii.refined)
 
 
+def test_screen_and_refine_keeps_a_non_finite_game_non_finite():
+    modality = torch.tensor([0] * 4 + [1] * 4)
+    result = screen_and_refine(lambda c: torch.where(c[:, 0] & c[:, 5], math.inf, 1.0), modality, 600, 0,
+                               contenders=4)
+    assert result["sii"].value.isnan().all() and result["sii"].se.isnan().all()
+
+
 def test_screen_and_refine_budget_too_small_says_what_it_costs():
     modality = torch.tensor([0] * 32 + [1] * 32)
-    with pytest.raises(ValueError, match=r"2 contexts cost \d+"):
-        screen_and_refine_plan(modality, 3000)  # the screen's share does not buy two owen contexts at n = 64
-    with pytest.raises(ValueError, match=r"leaves 150 per refined index \(sii\) .* fewer than the 194"):
+    with pytest.raises(ValueError, match=r"short of .* 1089 for the exact indices, then per sampled index \(sii\) "
+                                         r"194 for 2 refinement contexts of 32 contenders"):
+        screen_and_refine_plan(modality, 1200)
+    with pytest.raises(ValueError, match="is short of"):
         screen_and_refine_plan(modality, 5000, contenders=32, screen_share=0.97)
+    assert screen_and_refine_plan(modality, 5000, contenders=32, screen_share=0.5) == (1955, 1956)
     with pytest.raises(ValueError, match="screen_share"):
         screen_and_refine(lambda c: torch.zeros(len(c)), modality, 8000, 0, screen_share=1.0)
 
