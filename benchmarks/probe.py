@@ -12,8 +12,10 @@ reference: error, top-pair agreement and the coverage of the 95% intervals (`Est
 decides `probe.scheme`'s default. `--real` runs part (c) only.
 Part (d) is part (b) at the size of an all-token ENRICO probe, n = 64 (1024 cross pairs), on shapiq's
 sum-of-unanimity games with known SII, with shapiq's sparse approximators (SPEX, ProxySPEX) as well: MAE,
-Spearman's rho and precision of the top 10, wall time and overhead beyond the game calls. `--large` runs
+Spearman's rho and precision of the top 1 and 10, wall time and overhead beyond the game calls. `--large` runs
 part (d) only.
+Part (e) compares the same estimators on the planted synthetic set's probe games (every token a candidate,
+64 cross pairs), exact SII as the reference. `--planted` runs part (e) only.
 """
 
 from __future__ import annotations
@@ -159,23 +161,23 @@ def mlp_game(n: int, seed: int):
     return lambda coalitions: torch.tanh(coalitions.double() @ w1 + b1) @ w2
 
 
-def shapiq_approximators(n: int, large: bool) -> dict:
+def shapiq_approximators(n: int, *, sparse: bool, svarm: bool) -> dict:
     """shapiq's SII approximators by name, each a function of the seed. They estimate every pair (and,
     unless top_order, every player); top_order=True where available so that the whole budget goes to the
-    order-2 SII. `large` (n = 64) adds SPEX and ProxySPEX (sparse Fourier decoders, ProxySPEX with a
-    LightGBM proxy), which are meant for many players, and leaves out SVARM-IQ: at n = 64 and 4000
-    evaluations it spent 205 s beyond the game calls and was 100x less accurate than the others (MAE 0.75
-    against 0.005-0.08 on the low-order game)."""
+    order-2 SII. `sparse` adds SPEX and ProxySPEX (sparse Fourier decoders, ProxySPEX with a LightGBM proxy),
+    which are meant for many players; `svarm` adds SVARM-IQ, which is left out at n = 64: at 4000 evaluations
+    it spent 205 s beyond the game calls and was 100x less accurate than the others (MAE 0.75 against
+    0.005-0.08 on the low-order game)."""
     methods = {
         "shapiq PermutationSamplingSII": lambda seed: PermutationSamplingSII(
             n, max_order=2, index="SII", top_order=True, random_state=seed
         ),
         "shapiq KernelSHAPIQ": lambda seed: KernelSHAPIQ(n, max_order=2, index="SII", random_state=seed),
     }
-    if large:
+    if sparse:
         methods["shapiq SPEX"] = lambda seed: SPEX(n=n, index="SII", max_order=2, random_state=seed)
         methods["shapiq ProxySPEX"] = lambda seed: ProxySPEX(n=n, index="SII", max_order=2, random_state=seed)
-    else:
+    if svarm:
         methods["shapiq SVARMIQ"] = lambda seed: SVARMIQ(n, max_order=2, index="SII", top_order=True,
                                                          random_state=seed)
     return methods
@@ -192,7 +194,7 @@ def compare_estimators(value, modality: torch.Tensor, truth: torch.Tensor, budge
 
     value: bool [C, n] -> float [C], the game. truth: float [P] exact SII of `cross_pairs(modality)`.
     Per estimator and budget, means over `seeds`: evaluations used, MAE over the cross pairs (pairs with an
-    estimate), Spearman's rho and precision of the top 10 by SII against exact, pairs with no estimate (NaN),
+    estimate), Spearman's rho and precision of the top 1 and the top 10 by SII against exact, pairs with no estimate (NaN),
     wall time and overhead (wall time less the time spent inside the game). The ranking is by signed SII,
     as the probe ranks synergy (`screen_and_refine`: its `ranking_score`, refined pairs first).
     """
@@ -230,15 +232,15 @@ def compare_estimators(value, modality: torch.Tensor, truth: torch.Tensor, budge
     runners = {f"montecarlo scheme={s}": (lambda b, sd, s=s: run_ours(s, b, sd)) for s in SCHEMES}
     runners["screen_and_refine"] = run_screen_and_refine
     runners |= {name: (lambda b, sd, name=name: run_shapiq(name, b, sd)) for name in shapiq_methods}
-    header = (f"{'budget':>6}  {'method':<30} {'evals':>7} {'MAE':>8} {'Spearman':>8} {'P@10':>5} {'NaN pairs':>9} "
-              f"{'time s':>7} {'overhead s':>10}")
+    header = (f"{'budget':>6}  {'method':<30} {'evals':>7} {'MAE':>8} {'Spearman':>8} {'P@1':>5} {'P@10':>5} "
+              f"{'NaN pairs':>9} {'time s':>7} {'overhead s':>10}")
     print(header)
     print("-" * len(header))
     summary = []
     for budget in budgets:
         rows = {}
         for name, run in runners.items():
-            errors, rho, top, evaluations, times, overheads, missing = [], [], [], [], [], [], []
+            errors, rho, first, top, evaluations, times, overheads, missing = [], [], [], [], [], [], [], []
             for seed in seeds:
                 game_seconds[0] = 0.0
                 start = time.perf_counter()
@@ -250,6 +252,7 @@ def compare_estimators(value, modality: torch.Tensor, truth: torch.Tensor, budge
                 finite = torch.isfinite(estimate)
                 errors.append((estimate - truth)[finite].abs().mean().item())
                 rho.append(spearmanr(estimate[finite], truth[finite]).statistic)
+                first.append(precision_at(ranking, truth, 1))
                 top.append(precision_at(ranking, truth, 10))
                 missing.append(int((~finite).sum()))
                 evaluations.append(used)
@@ -260,7 +263,8 @@ def compare_estimators(value, modality: torch.Tensor, truth: torch.Tensor, budge
                 continue
             rows[name] = (np.mean(errors), np.mean(top), np.mean(overheads))
             print(f"{budget:>6}  {name:<30} {np.mean(evaluations):>7.0f} {np.mean(errors):>8.4f} {np.mean(rho):>8.3f} "
-                  f"{np.mean(top):>5.2f} {np.mean(missing):>9.1f} {np.mean(times):>7.2f} {np.mean(overheads):>10.2f}")
+                  f"{np.mean(first):>5.2f} {np.mean(top):>5.2f} {np.mean(missing):>9.1f} {np.mean(times):>7.2f} "
+                  f"{np.mean(overheads):>10.2f}")
         shapiq_rows = [k for k in rows if k.startswith("shapiq")]
         best_mae = min(shapiq_rows, key=lambda k: rows[k][0])
         best_top = max(shapiq_rows, key=lambda k: rows[k][1])
@@ -289,7 +293,8 @@ def part_b_estimators(per_modality: int) -> None:
         f"part (b) estimators: n={n} ({per_modality}+{per_modality}), {len(truth.pairs)} cross pairs, "
         f"MLP game, mean |SII| = {truth['sii'].value.abs().mean():.4f}; means over seeds {SEEDS}"
     )
-    compare_estimators(value, modality, truth["sii"].value, BUDGETS, SEEDS, shapiq_approximators(n, large=False))
+    compare_estimators(value, modality, truth["sii"].value, BUDGETS, SEEDS,
+                       shapiq_approximators(n, sparse=False, svarm=True))
 
 
 SOUM_GAMES = {  # name: (n_basis_games, min and max interaction size), as in shapiq's SOUM benchmarks
@@ -316,7 +321,8 @@ def part_d_large_games() -> None:
         print(f"part (d) estimators: n={n} ({LARGE_PER_MODALITY}+{LARGE_PER_MODALITY}), {len(truth)} cross pairs, "
               f"SOUM '{name}' ({basis} unanimity games of size {low}-{high}), mean |SII| = "
               f"{truth.abs().mean():.4f}, {int((truth != 0).sum())} pairs with SII != 0; means over seeds {LARGE_SEEDS}")
-        compare_estimators(value, modality, truth, LARGE_BUDGETS, LARGE_SEEDS, shapiq_approximators(n, large=True))
+        compare_estimators(value, modality, truth, LARGE_BUDGETS, LARGE_SEEDS,
+                           shapiq_approximators(n, sparse=True, svarm=False))
         print()
 
 
@@ -333,6 +339,30 @@ def exhaustive_game(game, n: int):
     return lambda coalitions: table[(coalitions.long() << torch.arange(n)).sum(dim=1)]
 
 
+def real_probe_games(dataset: str, model_name: str, per_modality, examples: int) -> list:
+    """The probe games of the default run's seed-0 model on its first `examples` test examples with
+    `per_modality` candidates (an int or "all"), each evaluated exhaustively (`exhaustive_game`):
+    a list of (game, modality [n], exact SII [P]); empty, with a message, when the attribution maps are missing."""
+    params = load_params(REPO / "params.yaml")
+    maps = REPO / "results" / "attribution" / f"{dataset}-{model_name}"
+    if not (maps / "skipped.json").exists():
+        print(f"{dataset}-{model_name}: no attribution maps (run `dvc repro attribute@{dataset}-{model_name}`)")
+        return []
+    ex = explained_examples(dataset, model_name, params.explain, examples, 0, str(REPO / "features"),
+                            str(REPO / "checkpoints"))
+    whole = load_file(seed_folder(maps, 0) / "maps.safetensors")
+    rows = {int(index): row for row, index in enumerate(whole["index"].tolist())}
+    context = ex.context(params.probe.quantity, params.explain.max_batch)
+    games = []
+    for b, index in enumerate(ex.index.tolist()):
+        candidates = select_candidates(whole["whole"][rows[index]], ex.mask[b], ex.model.modality_slices,
+                                       per_modality)
+        game, modality = coalition_game(context, ex.projected[b], ex.mask[b], ex.target[b], candidates)
+        table = exhaustive_game(game, len(candidates))
+        games.append((table, modality, exact(table, modality, indices=("sii",))["sii"].value))
+    return games
+
+
 def part_c_real_games() -> None:
     """SII of the real probe games by each scheme at equal evaluations, against exact SII.
 
@@ -343,27 +373,11 @@ def part_c_real_games() -> None:
     the 95% t-interval, over pairs that have one) and the share of pairs with no interval.
     """
     torch.set_num_threads(1)
-    params = load_params(REPO / "params.yaml")
     print(f"{'game':<22} {'scheme':<8} {'budget':>6} {'evals':>6} {'rel. error':>10} {'top-1':>6} "
           f"{'coverage':>8} {'no CI':>6}")
     for dataset, model_name, per_modality, examples in REAL_GAMES:
-        maps = REPO / "results" / "attribution" / f"{dataset}-{model_name}"
-        if not (maps / "skipped.json").exists():
-            print(f"{dataset}-{model_name}: no attribution maps (run `dvc repro attribute@{dataset}-{model_name}`)")
-            continue
-        ex = explained_examples(dataset, model_name, params.explain, examples, 0, str(REPO / "features"),
-                                str(REPO / "checkpoints"))
-        whole = load_file(seed_folder(maps, 0) / "maps.safetensors")
-        rows = {int(index): row for row, index in enumerate(whole["index"].tolist())}
-        context = ex.context(params.probe.quantity, params.explain.max_batch)
-        games = []
-        for b, index in enumerate(ex.index.tolist()):
-            candidates = select_candidates(whole["whole"][rows[index]], ex.mask[b], ex.model.modality_slices,
-                                           per_modality)
-            game, modality = coalition_game(context, ex.projected[b], ex.mask[b], ex.target[b], candidates)
-            table = exhaustive_game(game, len(candidates))
-            games.append((table, modality, exact(table, modality, indices=("sii",))["sii"].value))
-        for scheme in ("outside", "owen"):
+        games = real_probe_games(dataset, model_name, per_modality, examples)
+        for scheme in ("outside", "owen") if games else ():
             for budget in REAL_BUDGETS:
                 used, errors, scale, top, covered, no_ci = [], [], [], [], [], []
                 for table, modality, truth in games:
@@ -384,12 +398,33 @@ def part_c_real_games() -> None:
                       f"{np.mean(no_ci):>6.3f}")
 
 
+PLANTED_BUDGETS = (1000, 2000)  # the default probe.evaluations, and twice it
+
+
+def part_e_planted_synthetic() -> None:
+    """Every estimator (as in part (d), with SVARM-IQ) on the planted synthetic set's probe games with every
+    token a candidate (the default run's seed-0 FL-I2MoE, 16 players, 64 cross pairs), exact SII as reference."""
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", category=UserWarning, module="shapiq")
+    dataset, model_name, per_modality, examples = REAL_GAMES[1]
+    for example, (table, modality, truth) in enumerate(real_probe_games(dataset, model_name, per_modality, examples)):
+        n = len(modality)
+        print(f"part (e) estimators: {dataset}-{model_name} test example {example}, n={n}, {len(truth)} cross pairs, "
+              f"mean |SII| = {truth.abs().mean():.4f}; means over seeds {SEEDS}")
+        compare_estimators(table, modality, truth, PLANTED_BUDGETS, SEEDS,
+                           shapiq_approximators(n, sparse=True, svarm=True))
+        print()
+
+
 def main() -> None:
     if "--real" in sys.argv:
         part_c_real_games()
         return
     if "--large" in sys.argv:
         part_d_large_games()
+        return
+    if "--planted" in sys.argv:
+        part_e_planted_synthetic()
         return
     part_a_coalition_engine()
     if "--engine" not in sys.argv:
@@ -398,6 +433,7 @@ def main() -> None:
             print()
         part_c_real_games()
         part_d_large_games()
+        part_e_planted_synthetic()
 
 
 if __name__ == "__main__":

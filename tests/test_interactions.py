@@ -398,7 +398,7 @@ def test_screen_and_refine_intervals_of_the_contenders_are_calibrated(monkeypatc
     # highest); the contenders' estimates add the residual game's Monte Carlo estimate on contexts drawn after
     # the fit: over 200 seeds on a 12-player game, with no structure to fit (a random table) or some (a table
     # plus a sparse polynomial), their 95% intervals cover the exact SII in 0.92-0.99 of the cases (measured
-    # 0.97, 0.98) and their mean error is within 4 SE of 0, where the surrogate's own is not (structured game).
+    # 0.96, 0.97) and their mean error is within 4 SE of 0, where the surrogate's own is not (structured game).
     n, modality = 12, torch.tensor([0] * 6 + [1] * 6)
     table, _ = table_game(n, seed=5)
     polynomial = polynomial_game(n, seed=5)
