@@ -507,6 +507,10 @@ def test_screen_and_refine_budget_too_small_says_what_it_costs():
     assert screen_and_refine_plan(modality, 5000, contenders=32, screen_share=0.5) == (1955, 1956)
     with pytest.raises(ValueError, match="screen_share"):
         screen_and_refine(lambda c: torch.zeros(len(c)), modality, 8000, 0, screen_share=1.0)
+    with pytest.raises(ValueError, match="screen_share"):  # the plan checks its arguments for the probe stage
+        screen_and_refine_plan(modality, 8000, screen_share=0.0)
+    with pytest.raises(ValueError, match=r"short of .* 1089 for the exact indices$"):  # RG alone: nothing sampled
+        screen_and_refine_plan(modality, 1000, indices=("rg",))
 
 
 def test_ranking_score_ranks_refined_pairs_first():

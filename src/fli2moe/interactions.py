@@ -118,7 +118,7 @@ class Estimate:
     """One index over P pairs: value, se [P] float64 (standard error, 0 when exact), samples [P] int64
     (contexts whose D_ij entered the estimate), df [P] float64, the degrees of freedom of the standard
     error (inf when exact, NaN when the SE is NaN; `montecarlo`), and refined [P] bool, the pairs whose
-    estimate comes from `screen_and_refine`'s second phase (None from every other estimator)."""
+    estimate comes from `screen_and_refine`'s refinement (None from every other estimator)."""
 
     value: torch.Tensor
     se: torch.Tensor
@@ -152,7 +152,7 @@ class PairInteractions:
 
     pairs        [P, 2] int64, i < j, modality[i] != modality[j], lexicographic order
     estimates    {index name: `Estimate`}, in the order the indices were requested
-    evaluations  int: coalitions passed to ``value`` (each distinct coalition once)
+    evaluations  int: coalitions passed to ``value`` (each distinct coalition once per estimator phase)
     modality     [n] int64: the modality id of every player
 
     ``result["sii"].value`` reads one index.
@@ -342,7 +342,7 @@ def montecarlo(
         scheme: "outside" (the sharing scheme of docs/design.md section 5) or "owen" (stratified multilinear extension).
         pairs: int [P, 2], the cross pairs to estimate (i < j, distinct, rows of `cross_pairs`); default all.
             The contexts serve these pairs only, so a context costs 1 + (their players) + P evaluations
-            ("owen") instead of 1 + n + (all cross pairs): `screen_and_refine` spends its second phase so.
+            ("owen") instead of 1 + n + (all cross pairs): `screen_and_refine` spends its refinement so.
 
     Returns:
         PairInteractions; ``samples`` [P] are the served contexts per pair and ``evaluations``
@@ -377,8 +377,7 @@ DEFAULT_SCREEN_SHARE = 0.5
 SURROGATE_ALPHA = 0.003  # Lasso penalty per unit of the screen values' std
 # At most this share of the cross pairs is refined. On the planted 16-player game of
 # test_screen_and_refine_finds_a_planted_synergy_pair_more_often_than_owen (64 cross pairs, 60 seeds at 1000
-# evaluations) the synergy pair ranks first in 50 seeds with 8 pairs refined, 24 with 32 and 21 under plain owen
-# (with the random table at weight 0.6 / 1.5: 0.59 / 0.24 with 8, 0.43 / 0.13 with 32, 0.51 / 0.09 for owen):
+# evaluations) the synergy pair ranks first in 50 seeds with 8 pairs refined, 24 with 32 and 21 under plain owen:
 # spread over half the pairs, the refinement buys too few contexts for the control variate to pay.
 MAX_REFINED_SHARE = 1 / 8
 
@@ -496,7 +495,7 @@ def screen_and_refine(
 
     0. Exact indices (RG at rg_keep 0 or 1) come from `montecarlo`'s one deterministic context (1 + players
        + P evaluations), paid first.
-    1. Screen: `screen_share` of the rest of the budget evaluates i.i.d. coalitions, each drawn as an owen
+    1. Screen: `screen_share` of the rest of the budget evaluates distinct coalitions, each drawn as an owen
        context (q ~ U(0, 1), every player present with probability q), and `fit_surrogate` fits a sparse
        multilinear game f to them.
     2. Refine: for every sampled index, the `contenders` pairs (at most an eighth) with the largest index of f (exact:
@@ -511,7 +510,9 @@ def screen_and_refine(
     The other pairs keep the surrogate's index as their value, with no standard error (NaN: no interval, never
     significant) and 0 samples. `Estimate.refined` marks the contenders and `Estimate.ranking_score` ranks them
     first. The phase budgets are fixed before any draw (`screen_and_refine_plan`), and every phase's seed
-    derives from `seed`. A non-finite value on the screen leaves the sampled indices NaN (nothing to fit).
+    derives from `seed`. A non-finite value on the screen leaves the sampled indices NaN (nothing to fit); like
+    any sampling estimator, it cannot see one on a coalition it never draws (an unrefined pair then keeps the
+    surrogate's finite value, a refined pair whose contexts draw it turns NaN).
 
     Args:
         value, modality, indices, rg_keep, max_batch: as in `montecarlo`.
@@ -530,10 +531,6 @@ def screen_and_refine(
     """
     modality = _as_modality(modality)
     indices = check_indices(indices)
-    if not 0 < screen_share < 1:
-        raise ValueError(f"screen_share must lie in (0, 1), got {screen_share}")
-    if contenders < 1:
-        raise ValueError(f"contenders must be >= 1, got {contenders}")
     _check_common(modality, rg_keep, max_batch)
     screen_size, refine_budget = screen_and_refine_plan(modality, evaluations, indices=indices, rg_keep=rg_keep,
                                                         contenders=contenders, screen_share=screen_share)
@@ -543,6 +540,7 @@ def screen_and_refine(
     screen_seed, refine_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
     estimates, used = {}, 0
     if fixed:
+        # 2: montecarlo's minimum; the context is deterministic, so both draws are the same coalitions, paid once.
         result = montecarlo(value, modality, 2, seed, indices=fixed, rg_keep=rg_keep, max_batch=max_batch)
         estimates |= result.estimates
         used += result.evaluations
@@ -581,16 +579,17 @@ def screen_and_refine(
 
 
 def _screen_coalitions(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """`size` distinct coalitions bool [size, n] (fewer when 2^n is smaller), each drawn as an owen context: q ~ U(0, 1),
-    then every player present with probability q. Repeats are redrawn, so that the screen spends its budget at small
-    n too; the surrogate need not be unbiased, only fixed before the refinement draws."""
+    """`size` distinct coalitions bool [size, n] (a few fewer near 2^n / 2), each drawn as an owen context:
+    q ~ U(0, 1), then every player present with probability q. Repeats are redrawn, so that the screen spends its
+    budget at small n too; the surrogate need not be unbiased, only fixed before the refinement draws."""
     drawn = torch.zeros(0, n, dtype=torch.bool)
-    for _ in range(16):  # each round redraws the repeats of the last; 16 rounds fill any size up to 2^n / 2
+    for _ in range(16):  # each round redraws the last one's repeats; near 2^n / 2 a few remain (n = 12: 2036 of 2048)
         missing = size - len(drawn)
         if missing <= 0:
             break
         q = torch.rand(missing, 1, generator=generator, dtype=torch.float64)
-        drawn, _ = _unique_rows(torch.cat([drawn, torch.rand(missing, n, generator=generator, dtype=torch.float64) < q]))
+        fresh = torch.rand(missing, n, generator=generator, dtype=torch.float64) < q
+        drawn, _ = _unique_rows(torch.cat([drawn, fresh]))
     return drawn
 
 
@@ -601,11 +600,16 @@ def screen_and_refine_plan(modality, evaluations: int, *, indices: Sequence[str]
     before any evaluation. The exact indices' deterministic context is paid first (1 + players + P evaluations
     at most); of the rest, `screen_share` goes to the screen and the remainder is split evenly between the
     sampled indices, and each share must buy 2 refinement contexts of the costliest contender layout,
-    2 * (1 + min(n, 2 * c) + c) evaluations for c = min(contenders, P / 8) contenders.
+    2 * (1 + min(n, 2 * c) + c) evaluations for c = min(contenders, ceil(P / 8)) contenders.
 
     Raises:
-        ValueError: the budget is short of that (the message gives the costs).
+        ValueError: the budget is short of that (the message gives the costs), screen_share outside (0, 1) or
+            contenders < 1.
     """
+    if not 0 < screen_share < 1:
+        raise ValueError(f"screen_share must lie in (0, 1), got {screen_share}")
+    if contenders < 1:
+        raise ValueError(f"contenders must be >= 1, got {contenders}")
     modality = _as_modality(modality)
     indices = check_indices(indices)
     n, num_pairs = len(modality), len(cross_pairs(modality))
@@ -617,16 +621,16 @@ def screen_and_refine_plan(modality, evaluations: int, *, indices: Sequence[str]
     count = _refined_count(contenders, num_pairs)
     worst = 2 * (1 + min(n, 2 * count) + count)
     if rest < 0 or sampled and (refine_budget < worst or screen < 2):
+        sampled_cost = (f", then per sampled index ({', '.join(sampled)}) {worst} for 2 refinement contexts of "
+                        f"{count} contenders after a screen share of {screen_share}") if sampled else ""
         raise ValueError(f"a budget of {evaluations} evaluations is short of what screen_and_refine needs for n = "
-                         f"{n} players: {exact_cost} for the exact indices, then per sampled index "
-                         f"({', '.join(sampled)}) {worst} for 2 refinement contexts of {count} contenders after "
-                         f"a screen share of {screen_share}")
+                         f"{n} players: {exact_cost} for the exact indices{sampled_cost}")
     return screen, refine_budget
 
 
 def _refined_count(contenders: int, num_pairs: int) -> int:
-    """Pairs refined per sampled index: `contenders`, at most `MAX_REFINED_SHARE` of the pairs (and at least 1)."""
-    return max(1, min(contenders, math.ceil(MAX_REFINED_SHARE * num_pairs)))
+    """Pairs refined per sampled index: `contenders`, at most `MAX_REFINED_SHARE` of the pairs (rounded up)."""
+    return min(contenders, math.ceil(MAX_REFINED_SHARE * num_pairs))
 
 
 def _sampled_indices(indices: tuple[str, ...], rg_keep: float) -> list[str]:

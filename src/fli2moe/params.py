@@ -232,7 +232,7 @@ class ProbeParams(PerDataset):
     evaluations: int  # Monte Carlo budget per example: coalitions evaluated, all indices together
     scheme: str
     contenders: int  # screen_and_refine: pairs refined per index
-    screen_share: float  # screen_and_refine: share of the budget spent screening every pair
+    screen_share: float  # screen_and_refine: share of the sampled budget spent on the surrogate's coalitions
     rg_keep: float
     quantity: str
     indices: list  # names of interaction indices (fli2moe.interactions.INDICES, checked by the probe stage)

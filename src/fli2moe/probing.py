@@ -170,8 +170,8 @@ def contexts_per_example(mask: Tensor, slices: dict[str, slice], candidates_per_
                          estimator: str = "montecarlo", contenders: int = DEFAULT_CONTENDERS,
                          screen_share: float = DEFAULT_SCREEN_SHARE) -> list[int]:
     """Monte Carlo contexts per example [N] that a budget of `evaluations` per example buys
-    (`interactions.contexts_for_budget`; for estimator "screen_and_refine", the screen's contexts after
-    checking that the refinement's share buys two, `interactions.screen_and_refine_plan`) for the candidates
+    (`interactions.contexts_for_budget`; for estimator "screen_and_refine", the screen's coalitions after
+    checking that the refinement's share buys two contexts, `interactions.screen_and_refine_plan`) for the candidates
     `select_candidates` gives each example of mask [N, T]: their count per modality does not depend on the
     attribution, so this runs before any model evaluation, and the same budget buys fewer contexts for an
     example with more candidates.
