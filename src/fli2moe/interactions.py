@@ -456,9 +456,16 @@ def fit_surrogate(coalitions: torch.Tensor, values: torch.Tensor, *, alpha: floa
 
 
 def _term_features(coalitions: torch.Tensor, terms: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """prod_{k in T} x_k of every term T of `terms` for every coalition: float64 [B, sum_d F_d]."""
-    x = 2 * coalitions.double() - 1
-    return torch.cat([x[:, t].prod(dim=2) for t in terms], dim=1)
+    """prod_{k in T} x_k of every term T of `terms` for every coalition: float64 [B, sum_d F_d], column-major
+    (the layout scikit-learn's coordinate descent reads, so it need not copy)."""
+    x = (2 * coalitions.double() - 1).T.contiguous()  # [n, B]: a player's row is contiguous
+    blocks = []
+    for t in terms:
+        block = x[t[:, 0]]  # [F_d, B], multiplied in place by the term's other players' rows
+        for k in range(1, t.shape[1]):
+            block *= x[t[:, k]]
+        blocks.append(block)
+    return torch.cat(blocks).T
 
 
 def _lasso(coalitions: torch.Tensor, values: torch.Tensor, terms: tuple[torch.Tensor, ...],
@@ -470,8 +477,8 @@ def _lasso(coalitions: torch.Tensor, values: torch.Tensor, terms: tuple[torch.Te
     features = _term_features(coalitions, terms)
     scale = torch.cat([torch.full((len(t),), 2.0 ** (1 - t.shape[1]), dtype=torch.float64) for t in terms])
     if alpha > 0:
-        model = Lasso(alpha=alpha, max_iter=2000, tol=1e-3, selection="random", random_state=0)
-        model.fit((features * scale).numpy(), values.numpy())
+        model = Lasso(alpha=alpha, max_iter=2000, tol=1e-3, selection="random", random_state=0, copy_X=False)
+        model.fit((features * scale).numpy(), values.numpy())  # a fresh column-major array: centred in place
         coef, intercept = torch.from_numpy(model.coef_) * scale, float(model.intercept_)
     else:  # a constant game (or one coalition): nothing to fit
         coef, intercept = torch.zeros(features.shape[1], dtype=torch.float64), float(values.mean())
