@@ -194,9 +194,9 @@ def compare_estimators(value, modality: torch.Tensor, truth: torch.Tensor, budge
 
     value: bool [C, n] -> float [C], the game. truth: float [P] exact SII of `cross_pairs(modality)`.
     Per estimator and budget, means over `seeds`: evaluations used, MAE over the cross pairs (pairs with an
-    estimate), Spearman's rho and precision of the top 1 and the top 10 by SII against exact, pairs with no estimate (NaN),
-    wall time and overhead (wall time less the time spent inside the game). The ranking is by signed SII,
-    as the probe ranks synergy (`screen_and_refine`: its `ranking_score`, refined pairs first).
+    estimate), Spearman's rho and precision of the top 1 and the top 10 by SII against exact, pairs with no
+    estimate (NaN), wall time and overhead (wall time less the time spent inside the game). The ranking is by
+    signed SII, as the probe ranks synergy (`screen_and_refine`: its `ranking_score`, refined pairs first).
     """
     pairs = [tuple(p) for p in cross_pairs(modality).tolist()]
     game_seconds = [0.0]
