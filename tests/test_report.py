@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from fli2moe.report import claims, figures, tables
-from fli2moe.report.build import ablation_caption, headline
+from fli2moe.report.build import ablation_caption, build_report, headline
 from fli2moe.report.outputs import RunOutputs
 from fli2moe.report.page import Section, markdown, page
 from fli2moe.report.tables import Table, task_table, with_ci
@@ -206,6 +206,19 @@ def test_accuracy_verdict_against_dense_and_moe_plain(tmp_path):
           {"best_epoch": {"seed_0": 1}, "test": {"accuracy": {"mean": 0.2, "std": 0}}})
     verdict = claims.accuracy_claim(toy_run(tmp_path), "toy")  # one seed: a spread of 0 would decide anything
     assert verdict.status == claims.INCONCLUSIVE and "one seed" in verdict.sentence
+
+
+def test_report_keeps_the_experiment_tables_committed_beside_it(tmp_path):
+    # The report folder is replaced whole (atomically); the tables of `python -m fli2moe.experiments claims`
+    # live in it too and must survive a `dvc repro` of the report, while its own stale files are replaced.
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "sensitivity.md").write_text("| claim | e1 |\n")
+    (out / "sensitivity.json").write_text("{}\n")
+    (out / "report.md").write_text("stale\n")
+    build_report(toy_run(tmp_path), out, {})
+    assert (out / "sensitivity.md").read_text() == "| claim | e1 |\n" and (out / "sensitivity.json").exists()
+    assert (out / "report.md").read_text() != "stale\n" and (out / "summary.json").exists()
 
 
 def test_routing_verdict_detects_constant_weights(tmp_path):

@@ -7,6 +7,7 @@ dataset; then the cost of the run. summary.json holds the headline numbers as DV
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +27,7 @@ from fli2moe.task_metrics import SEED_PREFIX, selection_metric
 TITLE = "FL-I2MoE: feature-level interaction explanations, reproduced"
 OVERLAY_EXAMPLES = 3  # test UIs whose per-expert maps are drawn over their images
 PATCH_PIXELS = 32  # display size of one patch token in the overlays
+OWN_FILES = ("report.md", "index.html", "summary.json")  # with figures/: what build_report writes in its folder
 SENSITIVITY = "sensitivity.md"  # the verdicts of the `sensitivity` experiment set, committed beside the report
 
 # How to find a sample's picture per image modality, for the datasets whose modalities are all images.
@@ -36,6 +38,11 @@ def build_report(run: RunOutputs, out: str | Path, image_files: dict[str, ImageF
     """Write the report folder `out` whole (atomically) and summary.json beside its contents; returns the summary."""
     out = Path(out)
     with atomic_folder(out) as folder:
+        # The experiment sets' tables (`python -m fli2moe.experiments claims <set> -o reports/<set>.md` and its
+        # .json) are committed beside the report and not regenerated here: the new folder keeps them.
+        for kept in sorted(out.iterdir()) if out.is_dir() else ():
+            if kept.is_file() and kept.name not in OWN_FILES:
+                shutil.copy2(kept, folder / kept.name)
         (folder / "figures").mkdir()
         sections = [accuracy_section(run), routing_section(run, folder),
                     faithfulness_section(run, folder, image_files), concentration_section(run), specificity_section(run),
