@@ -1,14 +1,17 @@
 """All-token probes on ENRICO (issue 17): every cross-modal pair of up to 64 tokens, against the default's
 top-6 candidates per modality.
 
-    python benchmarks/all_token_probe.py [--examples 32] [--evaluations 8000] [--model-seed 0]
+    python benchmarks/all_token_probe.py [--examples 32] [--evaluations 4000 8000] [--model-seed 0]
 
 On the first test examples of ENRICO and one FL-I2MoE of the default run (features/enrico, checkpoints/ and
 results/attribution/ from `dvc repro`), each estimator (`montecarlo` with probe.scheme, and
 `screen_and_refine` with probe.contenders and probe.screen_share) probes every real token as a candidate
-(SII and RG) at a budget of --evaluations per example, timed per example. Then, per estimator, where its top
-pairs lie relative to the default's candidates (the top probe.candidates tokens per modality by the
-whole-model attribution, `select_candidates`):
+(SII and RG) at each budget of --evaluations per example, timed per example. The reference, timed in the same
+run: the game alone on as many coalitions as the estimator evaluated (owen-drawn, on the first example), so
+that the estimator's overhead is a ratio that another machine can check, and the seconds per example scale
+with that machine's speed of the model. The projection for the whole test split is that per-example time
+times the split's size. Then, per estimator, where its top pairs lie relative to the default's candidates
+(the top probe.candidates tokens per modality by the whole-model attribution, `select_candidates`):
 
 - inside@k: the share of its top-k pairs by SII and by RG (k = 1, 5, 10) whose two tokens are both default
   candidates, against the chance level (the share of all cross pairs that are);
@@ -24,6 +27,7 @@ noise; SII's does.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +36,7 @@ from safetensors.torch import load_file
 
 from fli2moe.explaining import explained_examples, seed_folder
 from fli2moe.params import load_params
-from fli2moe.probing import probe_examples, select_candidates, significant
+from fli2moe.probing import coalition_game, probe_examples, select_candidates, significant
 
 REPO = Path(__file__).resolve().parents[1]
 KS = (1, 5, 10)
@@ -44,10 +48,20 @@ def top(estimate, k: int) -> torch.Tensor:
     return torch.nan_to_num(estimate.ranking_score(), nan=-torch.inf).argsort(descending=True)[:k]
 
 
+def engine_seconds(game, n: int, evaluations: int) -> float:
+    """Seconds the game alone takes on `evaluations` coalitions of n players, each drawn as an owen context
+    (q ~ U(0, 1), every player present with probability q), in one call as the estimators make them."""
+    generator = torch.Generator().manual_seed(0)
+    coalitions = torch.rand(evaluations, n, generator=generator) < torch.rand(evaluations, 1, generator=generator)
+    start = time.perf_counter()
+    game(coalitions)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=32)
-    parser.add_argument("--evaluations", type=int, default=8000)
+    parser.add_argument("--evaluations", type=int, nargs="+", default=[4000, 8000])
     parser.add_argument("--model-seed", type=int, default=0)
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
@@ -61,15 +75,26 @@ def main() -> None:
     rows = {int(index): row for row, index in enumerate(whole["index"].tolist())}
     whole = whole["whole"][[rows[index] for index in ex.index.tolist()]]  # [N, T]
     context = ex.context(probe.quantity, params.explain.max_batch)
-    print(f"ENRICO FL-I2MoE seed {args.model_seed}, {len(ex.index)} test examples, all tokens as candidates "
-          f"(default: {probe.candidates} per modality), budget {args.evaluations} evaluations per example")
+    split = len(ex.manifest["ids"]["test"])
+    first = select_candidates(whole[0], ex.mask[0], ex.model.modality_slices, "all")
+    game, _ = coalition_game(context, ex.projected[0], ex.mask[0], ex.target[0], first)
+    print(f"ENRICO FL-I2MoE seed {args.model_seed}, {len(ex.index)} test examples (of {split}), all tokens as "
+          f"candidates (default: {probe.candidates} per modality), {torch.get_num_threads()} threads")
+    for evaluations in args.evaluations:
+        print(f"\n## budget {evaluations} evaluations per example")
+        compare(ex, context, whole, probe, params.seed, evaluations, game, len(first), split)
+
+
+def compare(ex, context, whole, probe, seed: int, evaluations: int, game, n: int, split: int) -> None:
+    """Both estimators at one budget: time per example against the game alone, and where their top pairs lie."""
     tops = {}
     for estimator in ESTIMATORS:
         results = probe_examples(context, ex.projected, ex.mask, ex.target, whole, candidates_per_modality="all",
-                                 estimator=estimator, indices=("sii", "rg"), evaluations=args.evaluations,
+                                 estimator=estimator, indices=("sii", "rg"), evaluations=evaluations,
                                  rg_keep=probe.rg_keep, scheme=probe.scheme, contenders=probe.contenders,
-                                 screen_share=probe.screen_share, seed=params.seed,
+                                 screen_share=probe.screen_share, seed=seed,
                                  example_index=ex.index.tolist())
+        reference = engine_seconds(game, n, results[0].evaluations)
         inside_at = {(name, k): [] for name in ("sii", "rg") for k in KS}
         chance, significant_at_10, separated = [], [], []
         tops[estimator] = []
@@ -90,8 +115,11 @@ def main() -> None:
               f"{np.mean([len(r.interactions.pairs) for r in results]):.0f}, evaluations "
               f"{np.mean([r.evaluations for r in results]):.0f}, SII samples of a top-10 pair "
               f"{np.mean([r.interactions['sii'].samples[top(r.interactions['sii'], 10)].double().mean().item() for r in results]):.1f}")
-        print(f"  seconds per example {np.mean([r.seconds for r in results]):.2f} "
-              f"({np.mean([r.evaluations / r.seconds for r in results]):.0f} evaluations/s)")
+        seconds = np.mean([r.seconds for r in results])
+        print(f"  seconds per example {seconds:.2f} ({np.mean([r.evaluations / r.seconds for r in results]):.0f} "
+              f"evaluations/s); the game alone on the first example's {results[0].evaluations} evaluations: "
+              f"{reference:.2f} s, the estimator {results[0].seconds / reference:.2f}x that; the whole test split "
+              f"({split} examples): {seconds * split / 60:.1f} min")
         print(f"  chance that a pair lies inside the default candidates: {np.mean(chance):.3f}")
         for name in ("sii", "rg"):
             print(f"  top pairs by {name.upper()} inside the default candidates: " + ", ".join(

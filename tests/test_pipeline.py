@@ -160,3 +160,25 @@ def test_exp_run_with_more_experts_retrains_only_the_moe_models(tmp_path, venv_e
     assert (change["old"], change["new"]) == (4, 5)
     assert "reports/summary.json" in experiment["metrics"]
     assert "up to date" in run(["dvc", "status"], repo, venv_env)
+
+    # All tokens as candidates, screened and refined (issue 17): only the explanation stages downstream of the
+    # probes re-run, and the ablation and the report take the probes' top pairs as they are.
+    output = run(["dvc", "exp", "run", "-S", "probe.candidates=all", "-S", "probe.estimator=screen_and_refine",
+                  "-S", "probe.evaluations=3000"], repo, venv_env)
+    assert stages_run(output) == {f"{stage}@{dataset}-{model}" for stage in ("probe", "ablate")
+                                  for dataset in ("enrico", "synthetic") for model in ("fl_i2moe", "dense")} | {"report"}
+    assert_metrics_are_scalars(repo)
+    for key in ("enrico-fl_i2moe", "synthetic-dense"):
+        for seed in (0, 1):
+            sii = load_file(repo / "results" / "probe" / key / f"seed_{seed}" / "interactions.safetensors")
+            folder = repo / "features" / key.split("-")[0]
+            features = load_file(folder / "test.safetensors")
+            a, b = (features[f"{m['name']}.mask"][sii["index"]].sum(1) for m in read_manifest(folder)["modalities"])
+            # Every cross pair of the real tokens was screened; the contenders alone carry an interval.
+            assert (~sii["sii"].isnan()).flatten(1).sum(1).tolist() == (a * b).tolist()
+            assert 0 < int((~sii["sii_se"].isnan()).sum()) <= int((a * b).sum()) / 8 + 2
+        ablate = json.loads((repo / "metrics" / "ablate" / f"{key}.json").read_text())
+        assert ablate["budget_2"]["sii"]["vs_random_candidates"]["n"] == 2
+    images = re.findall(r'<img src="([^"]+)"', (repo / "reports" / "index.html").read_text())
+    assert len(images) >= 8 and all((repo / "reports" / image).is_file() for image in images)
+    assert "up to date" in run(["dvc", "status"], repo, venv_env)
