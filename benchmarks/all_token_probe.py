@@ -6,12 +6,14 @@ top-6 candidates per modality.
 On the first test examples of ENRICO and one FL-I2MoE of the default run (features/enrico, checkpoints/ and
 results/attribution/ from `dvc repro`), each estimator (`montecarlo` with probe.scheme, and
 `screen_and_refine` with probe.contenders and probe.screen_share) probes every real token as a candidate
-(SII and RG) at each budget of --evaluations per example, timed per example. The reference, timed in the same
-run: the game alone on as many coalitions as the estimator evaluated (owen-drawn, on the first example), so
-that the estimator's overhead is a ratio that another machine can check, and the seconds per example scale
-with that machine's speed of the model. The projection for the whole test split is that per-example time
-times the split's size. Then, per estimator, where its top pairs lie relative to the default's candidates
-(the top probe.candidates tokens per modality by the whole-model attribution, `select_candidates`):
+(SII and RG) at each budget of --evaluations per example, as the probe stage probes them: in as many
+single-threaded worker processes as there are CPU threads (`probe_examples`' `workers`). Timed: the wall
+time per example (the whole run's over the examples; the whole test split is projected from it) and each
+example's own time in its worker. The reference, timed in the same run: the game alone, in this process
+with all its threads, on as many coalitions as the estimator evaluated on the first example (owen-drawn), so
+that the probe's throughput is a ratio that another machine can check. Then, per estimator, where its top
+pairs lie relative to the default's candidates (the top probe.candidates tokens per modality by the
+whole-model attribution, `select_candidates`):
 
 - inside@k: the share of its top-k pairs by SII and by RG (k = 1, 5, 10) whose two tokens are both default
   candidates, against the chance level (the share of all cross pairs that are);
@@ -89,11 +91,13 @@ def compare(ex, context, whole, probe, seed: int, evaluations: int, game, n: int
     """Both estimators at one budget: time per example against the game alone, and where their top pairs lie."""
     tops = {}
     for estimator in ESTIMATORS:
+        start = time.perf_counter()
         results = probe_examples(context, ex.projected, ex.mask, ex.target, whole, candidates_per_modality="all",
                                  estimator=estimator, indices=("sii", "rg"), evaluations=evaluations,
                                  rg_keep=probe.rg_keep, scheme=probe.scheme, contenders=probe.contenders,
                                  screen_share=probe.screen_share, seed=seed,
-                                 example_index=ex.index.tolist())
+                                 example_index=ex.index.tolist(), workers=torch.get_num_threads())
+        wall = (time.perf_counter() - start) / len(results)
         reference = engine_seconds(game, n, results[0].evaluations)
         inside_at = {(name, k): [] for name in ("sii", "rg") for k in KS}
         chance, significant_at_10, separated = [], [], []
@@ -115,11 +119,13 @@ def compare(ex, context, whole, probe, seed: int, evaluations: int, game, n: int
               f"{np.mean([len(r.interactions.pairs) for r in results]):.0f}, evaluations "
               f"{np.mean([r.evaluations for r in results]):.0f}, SII samples of a top-10 pair "
               f"{np.mean([r.interactions['sii'].samples[top(r.interactions['sii'], 10)].double().mean().item() for r in results]):.1f}")
-        seconds = np.mean([r.seconds for r in results])
-        print(f"  seconds per example {seconds:.2f} ({np.mean([r.evaluations / r.seconds for r in results]):.0f} "
-              f"evaluations/s); the game alone on the first example's {results[0].evaluations} evaluations: "
-              f"{reference:.2f} s, the estimator {results[0].seconds / reference:.2f}x that; the whole test split "
-              f"({split} examples): {seconds * split / 60:.1f} min")
+        evaluations = np.mean([r.evaluations for r in results])
+        print(f"  wall seconds per example {wall:.2f} ({evaluations / wall:.0f} evaluations/s), the whole test split "
+              f"({split} examples) {wall * split / 60:.1f} min; each example in its worker "
+              f"{np.mean([r.seconds for r in results]):.2f} s")
+        print(f"  the game alone, {torch.get_num_threads()} threads, on the first example's {results[0].evaluations} "
+              f"evaluations: {reference:.2f} s ({results[0].evaluations / reference:.0f} evaluations/s); the probe's "
+              f"throughput is {reference / results[0].evaluations * evaluations / wall:.2f}x that")
         print(f"  chance that a pair lies inside the default candidates: {np.mean(chance):.3f}")
         for name in ("sii", "rg"):
             print(f"  top pairs by {name.upper()} inside the default candidates: " + ", ".join(

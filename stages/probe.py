@@ -11,6 +11,7 @@ import sys
 import time
 
 import pandas as pd
+import torch
 from safetensors.torch import load_file, save_file
 
 from fli2moe.artifacts import atomic_folder, write_json
@@ -58,7 +59,8 @@ def main() -> int:
                                       indices=indices, evaluations=config.evaluations, rg_keep=config.rg_keep,
                                       scheme=config.scheme, contenders=config.contenders,
                                       screen_share=config.screen_share, seed=params.seed,
-                                      example_index=ex.index.tolist()))
+                                      example_index=ex.index.tolist(),
+                                      workers=torch.get_num_threads()))  # `threads` as 1-thread processes
     seconds = time.perf_counter() - start
     manifest = explained[0].manifest
     results, degenerate = split_degenerate(results, seeds, manifest["ids"]["test"])

@@ -252,6 +252,7 @@ def probed(one_thread):  # function scope: a module-scoped fixture would run bef
     return dict(exact=probe_examples(*args, estimator="exact", **run),
                 mc=probe_examples(*args, estimator="montecarlo", seed=7, **run),
                 again=probe_examples(*args, estimator="montecarlo", seed=7, **run),
+                parallel=probe_examples(*args, estimator="montecarlo", seed=7, workers=2, **run),
                 other=probe_examples(*args, estimator="montecarlo", seed=8, **run), maps=maps, mask=mask)
 
 
@@ -276,9 +277,34 @@ def test_same_seed_same_result_and_examples_draw_their_own_contexts(probed):
         assert torch.equal(mc.interactions["sii"].value, again.interactions["sii"].value)
         assert torch.equal(mc.interactions["rg"].se, again.interactions["rg"].se)
         assert not torch.equal(mc.interactions["sii"].value, other.interactions["sii"].value)
+    # Two single-threaded worker processes give every example bitwise the same result, in the same order.
+    for mc, parallel in zip(probed["mc"], probed["parallel"], strict=True):
+        assert parallel.index == mc.index and torch.equal(parallel.candidates, mc.candidates)
+        assert parallel.evaluations == mc.evaluations and parallel.seconds > 0
+        for name, estimate in mc.interactions.estimates.items():
+            for field in ("value", "se", "samples", "df"):
+                assert torch.equal(getattr(parallel.interactions[name], field), getattr(estimate, field)), (name, field)
     first, duplicate = probed["mc"][0], probed["mc"][3]  # the same input at two example indices
     assert torch.equal(probed["exact"][0].interactions["sii"].value, probed["exact"][3].interactions["sii"].value)
     assert not torch.equal(first.interactions["sii"].value, duplicate.interactions["sii"].value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(estimator="sampling"), "probe estimator must be one of"),
+    (dict(workers=0), "workers must be >= 1, got 0"),
+    (dict(example_index=[0, 1]), "example_index: 2 for 3 examples"),
+    (dict(evaluations=20), "example 0: a budget of 20 evaluations"),
+])
+def test_probe_examples_refuses_bad_arguments_before_any_evaluation(change, message):
+    model = tiny_model()
+    projected, mask, baseline = tiny_inputs((5, 3, 4))
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    targets = torch.zeros(3, 3, dtype=torch.bool)
+    args = (ExplanationContext(model, baseline, "multiclass", "logit"), projected, mask, targets, torch.rand(3, T))
+    with pytest.raises(ValueError, match=message):
+        probe_examples(*args, **dict(candidates_per_modality=3, estimator="montecarlo", evaluations=64) | change)
+    assert calls == []
 
 
 def test_pair_rows_metrics_and_synthetic_recovery(probed):

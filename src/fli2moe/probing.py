@@ -22,9 +22,13 @@ Parts:
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -202,7 +206,7 @@ def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor,
                    indices: Sequence[str] = DEFAULT_INDICES, evaluations: int = 1000, rg_keep: float = 1.0,
                    scheme: str = "outside", contenders: int = DEFAULT_CONTENDERS,
                    screen_share: float = DEFAULT_SCREEN_SHARE, seed: int = 0,
-                   example_index: Sequence[int] | None = None) -> list[ProbeResult]:
+                   example_index: Sequence[int] | None = None, workers: int = 1) -> list[ProbeResult]:
     """The interaction `indices` (names of `interactions.INDICES`) of the cross-modal candidate pairs of N
     examples, one `ProbeResult` each.
 
@@ -215,45 +219,85 @@ def probe_examples(context: ExplanationContext, projected: Tensor, mask: Tensor,
     seed the Monte Carlo draws, so an example gets the same estimate in any batch. Each result's
     `degenerate` says when its game has no meaningful interactions (`game_degeneracy`).
 
+    `workers` > 1 probes the examples in that many processes of one CPU thread each: the models' small tensor
+    ops scale badly over threads, so on a 2-core CPU 2 processes x 1 thread probe faster than 1 process x 2
+    threads (benchmarks/probe_workers.py). Each example's draws depend on its index only and every forward
+    pass has the same shape, so the estimates do not depend on `workers` (tested bitwise); `seconds` is each
+    example's own wall time in its worker.
+
     Raises:
-        ValueError: an unknown estimator or index, example_index not of length N, or a budget that does not
-            buy two contexts for some example (before any model evaluation).
+        ValueError: an unknown estimator or index, example_index not of length N, workers < 1, or a budget that
+            does not buy two contexts for some example (before any model evaluation).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"probe estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     example_index = list(range(len(projected))) if example_index is None else [int(i) for i in example_index]
     if len(example_index) != len(projected):
         raise ValueError(f"example_index: {len(example_index)} for {len(projected)} examples")
     slices = context.model.modality_slices
-    starts = torch.tensor([s.start for s in slices.values()])  # [M]
-    if estimator != "exact":  # checks every example's budget before any model evaluation
+    if estimator == "exact":
+        num_contexts = [0] * len(projected)
+    else:  # checks every example's budget before any model evaluation
         num_contexts = contexts_per_example(mask, slices, candidates_per_modality, evaluations, indices, rg_keep,
                                             scheme, estimator=estimator, contenders=contenders,
                                             screen_share=screen_share)
-    results = []
-    for b, index in enumerate(example_index):
-        candidates = select_candidates(maps[b], mask[b], slices, candidates_per_modality)
-        game, modality = coalition_game(context, projected[b], mask[b], targets[b], candidates)
-        values = []
+    examples = (projected, mask, targets,
+                [select_candidates(maps[b], mask[b], slices, candidates_per_modality) for b in range(len(projected))])
+    jobs = list(enumerate(zip(example_index, num_contexts)))
+    probe = partial(_probe_example, estimator=estimator, indices=tuple(indices), evaluations=evaluations,
+                    rg_keep=rg_keep, scheme=scheme, contenders=contenders, screen_share=screen_share, seed=seed)
+    if workers == 1 or len(jobs) == 1:
+        return [probe(context, examples, b, *job) for b, job in jobs]
+    # spawn, not fork: a forked child of a process whose OpenMP threads already ran can deadlock. The examples
+    # go to each worker once; a result comes back as plain pickle bytes, not through torch's shared-memory
+    # tensor passing, which holds a file descriptor per tensor.
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(context, examples)) as pool:
+        return [pickle.loads(result) for result in pool.map(partial(_probe_in_worker, probe), jobs)]
 
-        def value(coalitions: Tensor, game=game, values=values) -> Tensor:
-            values.append(game(coalitions).cpu())
-            return values[-1]
 
-        start = time.perf_counter()
-        if estimator == "exact":
-            interactions = exact(value, modality, indices=indices, rg_keep=rg_keep, max_batch=GAME_CALL_ROWS)
-        elif estimator == "screen_and_refine":
-            interactions = screen_and_refine(value, modality, evaluations, example_seed(seed, index), indices=indices,
-                                             rg_keep=rg_keep, max_batch=GAME_CALL_ROWS, contenders=contenders,
-                                             screen_share=screen_share)
-        else:
-            interactions = montecarlo(value, modality, num_contexts[b], example_seed(seed, index), indices=indices,
-                                      rg_keep=rg_keep, max_batch=GAME_CALL_ROWS, scheme=scheme)
-        seconds = time.perf_counter() - start
-        results.append(ProbeResult(index, candidates, candidates - starts[modality], interactions, seconds,
-                                   game_degeneracy(torch.cat(values))))
-    return results
+def _probe_example(context: ExplanationContext, examples: tuple, b: int, index: int, num_contexts: int, *,
+                   estimator: str, indices: tuple[str, ...], evaluations: int, rg_keep: float, scheme: str,
+                   contenders: int, screen_share: float, seed: int) -> ProbeResult:
+    """Example b of `probe_examples`' (projected [N, T, H], mask [N, T], targets [N, C], candidates [N][n])."""
+    projected, mask, targets, candidates = (tensors[b] for tensors in examples)
+    game, modality = coalition_game(context, projected, mask, targets, candidates)
+    values = []
+
+    def value(coalitions: Tensor) -> Tensor:
+        values.append(game(coalitions).cpu())
+        return values[-1]
+
+    start = time.perf_counter()
+    if estimator == "exact":
+        interactions = exact(value, modality, indices=indices, rg_keep=rg_keep, max_batch=GAME_CALL_ROWS)
+    elif estimator == "screen_and_refine":
+        interactions = screen_and_refine(value, modality, evaluations, example_seed(seed, index), indices=indices,
+                                         rg_keep=rg_keep, max_batch=GAME_CALL_ROWS, contenders=contenders,
+                                         screen_share=screen_share)
+    else:
+        interactions = montecarlo(value, modality, num_contexts, example_seed(seed, index), indices=indices,
+                                  rg_keep=rg_keep, max_batch=GAME_CALL_ROWS, scheme=scheme)
+    seconds = time.perf_counter() - start
+    starts = torch.tensor([s.start for s in context.model.modality_slices.values()])  # [M]
+    return ProbeResult(index, candidates, candidates - starts[modality], interactions, seconds,
+                       game_degeneracy(torch.cat(values)))
+
+
+_worker: tuple | None = None  # a `probe_examples` worker's (context, examples), sent once per process
+
+
+def _start_worker(context: ExplanationContext, examples: tuple) -> None:
+    global _worker
+    torch.set_num_threads(1)
+    _worker = (context, examples)
+
+
+def _probe_in_worker(probe: Callable[..., ProbeResult], job: tuple[int, tuple[int, int]]) -> bytes:
+    b, (index, num_contexts) = job
+    return pickle.dumps(probe(*_worker, b, index, num_contexts))
 
 
 # --- recovery of the planted pairs (synthetic benchmark) ---------------------------------------------
