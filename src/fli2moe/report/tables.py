@@ -207,7 +207,9 @@ def probe_table(run: RunOutputs, dataset: str) -> Table:
                   "s / example"], rows,
                  f"{', '.join(name.upper() for name in indices)} in units of the game's value (probe.quantity), "
                  f"per example the mean over its pairs; significant SII: share of pairs whose 95% Student-t interval "
-                 f"excludes 0; {explained_seeds_note(run, dataset, 'probe')}.", align_left=2)
+                 f"excludes 0; s / example: the estimator's seconds on one example in its one-thread worker "
+                 f"process (the stage runs `threads` at once); {explained_seeds_note(run, dataset, 'probe')}.",
+                 align_left=2)
 
 
 def recovery_table(run: RunOutputs, dataset: str) -> Table:
