@@ -119,13 +119,13 @@ def compare(ex, context, whole, probe, seed: int, evaluations: int, game, n: int
               f"{np.mean([len(r.interactions.pairs) for r in results]):.0f}, evaluations "
               f"{np.mean([r.evaluations for r in results]):.0f}, SII samples of a top-10 pair "
               f"{np.mean([r.interactions['sii'].samples[top(r.interactions['sii'], 10)].double().mean().item() for r in results]):.1f}")
-        evaluations = np.mean([r.evaluations for r in results])
-        print(f"  wall seconds per example {wall:.2f} ({evaluations / wall:.0f} evaluations/s), the whole test split "
+        used = np.mean([r.evaluations for r in results])
+        print(f"  wall seconds per example {wall:.2f} ({used / wall:.0f} evaluations/s), the whole test split "
               f"({split} examples) {wall * split / 60:.1f} min; each example in its worker "
               f"{np.mean([r.seconds for r in results]):.2f} s")
         print(f"  the game alone, {torch.get_num_threads()} threads, on the first example's {results[0].evaluations} "
               f"evaluations: {reference:.2f} s ({results[0].evaluations / reference:.0f} evaluations/s); the probe's "
-              f"throughput is {reference / results[0].evaluations * evaluations / wall:.2f}x that")
+              f"throughput is {reference / results[0].evaluations * used / wall:.2f}x that")
         print(f"  chance that a pair lies inside the default candidates: {np.mean(chance):.3f}")
         for name in ("sii", "rg"):
             print(f"  top pairs by {name.upper()} inside the default candidates: " + ", ".join(
